@@ -1,0 +1,33 @@
+# Each target sets itself up: it creates (or reuses) a virtual environment in
+# .venv and installs the package with what the target needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: demo test lint format clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m training.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check keras_resnets training tests benchmarks
+	$(VENV)/bin/ruff format --check keras_resnets training tests benchmarks
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format keras_resnets training tests benchmarks
+	$(VENV)/bin/ruff check --fix keras_resnets training tests benchmarks
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q --durations=15
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""Custom layers. Each is small, uses `keras.ops` only, and is registered for saving."""
+
+from keras_resnets.layers.zero_pad_shortcut import ZeroPadShortcut
+
+__all__ = ["ZeroPadShortcut"]

@@ -1,0 +1,19 @@
+"""Model families. Importing this package registers every builder.
+
+Each family module defines `__all__` with its public builders; add one
+import line here per family.
+"""
+
+from keras_resnets.models import resnet
+from keras_resnets.models.registry import get_model, list_models, model_info, model_table
+from keras_resnets.models.resnet import *  # noqa: F403
+
+_FAMILIES = (resnet,)
+
+__all__ = [
+    "get_model",
+    "list_models",
+    "model_info",
+    "model_table",
+    *(name for family in _FAMILIES for name in family.__all__),
+]

@@ -1,0 +1,174 @@
+"""The one shared builder: input validation, input, body, head, pooling, weights.
+
+Every family turns its spec into a `body(x) -> features` function and calls
+`build_model`; nothing else in the package creates inputs or heads.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+import keras
+
+_POOLINGS = (None, "avg", "max")
+# Keras walks a functional graph recursively (building, saving, cloning);
+# ResNet-1202 and DenseNet-264 are deeper than Python's default limit of 1000.
+_RECURSION_LIMIT = 30_000
+
+
+def _ensure_recursion_limit() -> None:
+    if sys.getrecursionlimit() < _RECURSION_LIMIT:
+        sys.setrecursionlimit(_RECURSION_LIMIT)
+
+
+def _validate_activation(classifier_activation):
+    if classifier_activation is None or callable(classifier_activation):
+        return classifier_activation
+    if not isinstance(classifier_activation, str):
+        raise ValueError(
+            "`classifier_activation` must be None, a callable or the name of a Keras "
+            f"activation, got {classifier_activation!r}."
+        )
+    try:
+        keras.activations.get(classifier_activation)
+    except ValueError as exc:
+        raise ValueError(
+            f"Unknown `classifier_activation` {classifier_activation!r}: use None, a callable "
+            "or a Keras activation name such as 'softmax', 'sigmoid' or 'linear'."
+        ) from exc
+    return classifier_activation
+
+
+def _resolve_input_shape(
+    input_shape, input_tensor, include_top: bool, default_size: int, min_size: int
+) -> tuple:
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape[1:])
+    if input_shape is None:
+        size = default_size if include_top else None
+        return (size, size, 3)
+    if not isinstance(input_shape, Sequence) or isinstance(input_shape, str):
+        raise ValueError(
+            f"`input_shape` must be a tuple (height, width, channels), got {input_shape!r}."
+        )
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(
+            "`input_shape` must have rank 3, (height, width, channels) in channels-last "
+            f"layout, got {input_shape!r} of rank {len(input_shape)}."
+        )
+    height, width, channels = input_shape
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        raise ValueError(
+            f"`input_shape` must have a positive integer channel count last, got {input_shape!r}."
+        )
+    for size in (height, width):
+        if size is None:
+            if include_top:
+                raise ValueError(
+                    f"`input_shape` {input_shape!r} has `None` spatial dimensions, which "
+                    "needs `include_top=False` (the classifier needs a fixed size); give "
+                    f"both sizes, for example ({default_size}, {default_size}, {channels})."
+                )
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < min_size:
+            raise ValueError(
+                f"`input_shape` {input_shape!r} is too small for this network's "
+                f"downsampling: height and width must be integers of at least {min_size}."
+            )
+    return input_shape
+
+
+def build_model(
+    *,
+    body: Callable[[keras.KerasTensor], keras.KerasTensor],
+    name: str,
+    model_name: str,
+    default_size: int,
+    min_size: int,
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor=None,
+    input_shape=None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+) -> keras.Model:
+    """Validate the keras.applications arguments and assemble the model.
+
+    Args:
+        body: maps the input tensor to the last feature map (stem and stages).
+        name: the Keras model name.
+        model_name: the registry name (for pretrained weights and errors).
+        default_size: default square input size.
+        min_size: smallest height/width the downsampling allows.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation: as in `keras.applications`.
+
+    Returns:
+        A functional `keras.Model`.
+    """
+    if keras.config.image_data_format() != "channels_last":
+        raise ValueError(
+            "keras_resnets models are built channels-last; "
+            f"keras.config.image_data_format() is {keras.config.image_data_format()!r}."
+        )
+    if not isinstance(include_top, bool):
+        raise ValueError(f"`include_top` must be True or False, got {include_top!r}.")
+    if pooling not in _POOLINGS:
+        raise ValueError(f"`pooling` must be one of None, 'avg', 'max', got {pooling!r}.")
+    if include_top:
+        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
+            raise ValueError(f"`classes` must be an integer >= 1, got {classes!r}.")
+        classifier_activation = _validate_activation(classifier_activation)
+    if weights is not None and not isinstance(weights, str):
+        import os
+
+        if not isinstance(weights, os.PathLike):
+            raise ValueError(
+                f"`weights` must be None or a path to a .weights.h5/.keras file, got {weights!r}."
+            )
+        weights = os.fspath(weights)
+    if weights is not None and not weights.endswith((".weights.h5", ".keras")):
+        raise ValueError(
+            f"`weights` must be None or a path to a .weights.h5 or .keras file, got {weights!r}."
+        )
+    if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
+        raise ValueError(
+            "`input_tensor` must be a Keras tensor (the output of `keras.Input` or of a "
+            f"layer), got {type(input_tensor).__name__}."
+        )
+    input_shape = _resolve_input_shape(
+        input_shape, input_tensor, include_top, default_size, min_size
+    )
+
+    if input_tensor is None:
+        inputs = keras.Input(shape=input_shape, name="input")
+        x = inputs
+    else:
+        x = input_tensor
+        inputs = keras.utils.get_source_inputs(input_tensor)
+
+    x = body(x)
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+        # The classifier runs in float32 under mixed precision so that
+        # probabilities are exact; it is a tiny share of the compute.
+        dtype = "float32" if keras.config.dtype_policy().compute_dtype != "float32" else None
+        x = keras.layers.Dense(
+            classes, activation=classifier_activation, name="head_fc", dtype=dtype
+        )(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="head_pool")(x)
+
+    _ensure_recursion_limit()
+    model = keras.Model(inputs, x, name=name)
+    if weights is not None:
+        from keras_resnets.weights import load_weights_file
+
+        load_weights_file(model, weights)
+    return model

@@ -1,0 +1,439 @@
+"""ResNet v1 (He et al. 2015) and the plain baselines, ImageNet and CIFAR.
+
+Variants are rows of data (`ResNetSpec`); one function, `build_resnet`,
+turns a spec and the user's options into a model through the shared
+`build_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from keras_resnets import blocks
+from keras_resnets.models.builder import build_model
+from keras_resnets.models.registry import register_model
+from keras_resnets.utils import check_choice, check_int
+
+HE2015 = "He et al. 2015"
+
+__all__ = [
+    "CifarResNet",
+    "Plain18",
+    "Plain20",
+    "Plain32",
+    "Plain34",
+    "Plain44",
+    "Plain56",
+    "Plain110",
+    "ResNet18",
+    "ResNet20",
+    "ResNet32",
+    "ResNet34",
+    "ResNet44",
+    "ResNet50",
+    "ResNet56",
+    "ResNet101",
+    "ResNet110",
+    "ResNet152",
+    "ResNet200",
+    "ResNet1202",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetSpec:
+    """One ResNet variant.
+
+    Attributes:
+        block: `"basic"` or `"bottleneck"`.
+        depths: blocks per stage.
+        widths: base width per stage (bottleneck output is 4x).
+        stem: `"imagenet"` (7x7/2 + max pool) or `"cifar"` (3x3).
+        default_size: default input size.
+        default_classes: default number of classes.
+        shortcut: default shortcut option (`"zero_pad"`, `"projection"`,
+            `"all_projection"`).
+        residual: False for the plain baselines.
+        first_stage: index of the first stage in layer names (ImageNet
+            stages are `stage2`..`stage5` as C2..C5; CIFAR `stage1`..`stage3`).
+        stem_width: channels of the stem convolution.
+    """
+
+    block: str
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    stem: str
+    default_size: int
+    default_classes: int
+    shortcut: str
+    residual: bool = True
+    first_stage: int = 2
+    stem_width: int = 64
+
+    @property
+    def total_stride(self) -> int:
+        stem_stride = 4 if self.stem == "imagenet" else 1
+        return stem_stride * 2 ** (len(self.depths) - 1)
+
+
+def _imagenet(block, depths, residual=True):
+    return ResNetSpec(
+        block=block,
+        depths=tuple(depths),
+        widths=(64, 128, 256, 512),
+        stem="imagenet",
+        default_size=224,
+        default_classes=1000,
+        shortcut="projection",
+        residual=residual,
+    )
+
+
+def cifar_spec(depth: int, residual: bool = True, argument: str = "depth") -> ResNetSpec:
+    """The spec of He et al.'s CIFAR network of `depth` = 6n + 2 layers."""
+    check_int(argument, depth, minimum=8)
+    if (depth - 2) % 6:
+        valid = ", ".join(str(6 * n + 2) for n in range(1, 8))
+        raise ValueError(
+            f"`{argument}` must be 6n + 2 for CIFAR ResNets (3 stages of n basic blocks), "
+            f"got {depth}; valid depths are {valid}, ..."
+        )
+    n = (depth - 2) // 6
+    return ResNetSpec(
+        block="basic",
+        depths=(n, n, n),
+        widths=(16, 32, 64),
+        stem="cifar",
+        default_size=32,
+        default_classes=10,
+        shortcut="zero_pad",
+        residual=residual,
+        first_stage=1,
+        stem_width=16,
+    )
+
+
+def resnet_body(spec: ResNetSpec, *, shortcut: str, stride_in_1x1: bool = False):
+    """Return `body(x)` building the stem and all stages of `spec`."""
+
+    def body(x):
+        stem = blocks.imagenet_stem if spec.stem == "imagenet" else blocks.cifar_stem
+        x = stem(x, spec.stem_width)
+        for stage_index, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
+            for block_index in range(depth):
+                strides = 2 if stage_index > 0 and block_index == 0 else 1
+                name = f"stage{stage_index + spec.first_stage}_block{block_index + 1}"
+                common = dict(
+                    strides=strides,
+                    name=name,
+                    shortcut_option=shortcut,
+                    residual=spec.residual,
+                )
+                if spec.block == "basic":
+                    x = blocks.basic_block(x, width, **common)
+                else:
+                    x = blocks.bottleneck_block(x, width, stride_in_1x1=stride_in_1x1, **common)
+        return x
+
+    return body
+
+
+def build_resnet(
+    spec: ResNetSpec,
+    *,
+    model_name: str,
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int | None = None,
+    classifier_activation="softmax",
+    name: str | None = None,
+    shortcut: str | None = None,
+    stride_in_1x1: bool = False,
+) -> keras.Model:
+    """Build a ResNet v1 or plain network from its spec (see the builders)."""
+    shortcut = spec.shortcut if shortcut is None else shortcut
+    check_choice("shortcut", shortcut, blocks.SHORTCUTS)
+    if not isinstance(stride_in_1x1, bool):
+        raise ValueError(f"`stride_in_1x1` must be True or False, got {stride_in_1x1!r}.")
+    if stride_in_1x1 and spec.block != "bottleneck":
+        raise ValueError(
+            "`stride_in_1x1=True` applies to bottleneck networks only; "
+            f"{model_name} uses basic blocks."
+        )
+    return build_model(
+        body=resnet_body(spec, shortcut=shortcut, stride_in_1x1=stride_in_1x1),
+        name=name or model_name.lower(),
+        model_name=model_name,
+        default_size=spec.default_size,
+        min_size=spec.total_stride,
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=spec.default_classes if classes is None else classes,
+        classifier_activation=classifier_activation,
+    )
+
+
+_DOC = """{title}.
+
+{summary}
+
+Args:
+    include_top: whether to include the global-average-pool + dense classifier.
+    weights: None (random initialisation) or the path to a `.weights.h5` or
+        `.keras` file of this architecture.
+    input_tensor: optional Keras tensor to use as the model's input.
+    input_shape: `(height, width, channels)`; defaults to
+        `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
+        without. Height and width must be at least {min_size}.
+    pooling: with `include_top=False`: None (the last feature map), `"avg"`
+        or `"max"` (global pooling to a vector).
+    classes: number of classes of the classifier (default {classes}).
+    classifier_activation: activation of the classifier (`"softmax"`,
+        None for logits, ...).
+    name: the model name (default `"{lower}"`).
+{options}
+Returns:
+    A functional `keras.Model`.
+
+Example:
+    >>> model = keras_resnets.{name}()
+    >>> model.count_params() > 0
+    True
+"""
+
+_SHORTCUT_DOC = """    shortcut: `"zero_pad"` (option A: identity, stride-2 subsampling and
+        zero-padded channels, no weights), `"projection"` (option B: 1x1 conv
+        + BN where the shape changes) or `"all_projection"` (option C: on
+        every block). Default `"{default}"`.
+"""
+
+_STRIDE_DOC = """    stride_in_1x1: put each stage's stride on the first 1x1 convolution
+        (the original Caffe model) instead of the 3x3 (torchvision, default).
+"""
+
+
+def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
+    def builder(
+        include_top: bool = True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes: int = spec.default_classes,
+        classifier_activation="softmax",
+        name: str | None = None,
+        **options,
+    ) -> keras.Model:
+        return build_resnet(
+            spec,
+            model_name=model_name,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **options,
+        )
+
+    options = _SHORTCUT_DOC.format(default=spec.shortcut)
+    if spec.block == "bottleneck":
+        options += _STRIDE_DOC
+    builder.__name__ = builder.__qualname__ = model_name
+    builder.__doc__ = _DOC.format(
+        title=title,
+        summary=summary,
+        size=spec.default_size,
+        min_size=spec.total_stride,
+        classes=spec.default_classes,
+        lower=model_name.lower(),
+        name=model_name,
+        options=options,
+    )
+    return builder
+
+
+def _define(model_name, spec, title, summary, num_params, slow=False):
+    family = "ResNet v1" if spec.residual else "Plain"
+    builder = _make_builder(model_name, spec, title, summary)
+    return register_model(
+        family=family,
+        input_size=spec.default_size,
+        num_params=num_params,
+        paper=HE2015,
+        slow=slow,
+    )(builder)
+
+
+_IMAGENET_SUMMARY = (
+    "ImageNet layout as torchvision: 7x7/2 stem and max pool, stride on the 3x3 "
+    "convolution, projection shortcuts where the shape changes, no convolution bias "
+    "before BatchNormalization (epsilon 1e-5)."
+)
+_CIFAR_SUMMARY = (
+    "He et al.'s CIFAR network: a 3x3 stem and three stages of {n} basic blocks at "
+    "widths 16/32/64, global average pooling and a dense classifier."
+)
+_PLAIN_SUMMARY = (
+    " The plain baseline: the same layers with no shortcuts, for the degradation experiment."
+)
+
+ResNet18 = _define(
+    "ResNet18", _imagenet("basic", (2, 2, 2, 2)), "ResNet-18", _IMAGENET_SUMMARY, 11_689_512
+)
+ResNet34 = _define(
+    "ResNet34", _imagenet("basic", (3, 4, 6, 3)), "ResNet-34", _IMAGENET_SUMMARY, 21_797_672
+)
+ResNet50 = _define(
+    "ResNet50", _imagenet("bottleneck", (3, 4, 6, 3)), "ResNet-50", _IMAGENET_SUMMARY, 25_557_032
+)
+ResNet101 = _define(
+    "ResNet101", _imagenet("bottleneck", (3, 4, 23, 3)), "ResNet-101", _IMAGENET_SUMMARY, 44_549_160
+)
+ResNet152 = _define(
+    "ResNet152",
+    _imagenet("bottleneck", (3, 8, 36, 3)),
+    "ResNet-152",
+    _IMAGENET_SUMMARY,
+    60_192_808,
+    slow=True,
+)
+ResNet200 = _define(
+    "ResNet200",
+    _imagenet("bottleneck", (3, 24, 36, 3)),
+    "ResNet-200",
+    _IMAGENET_SUMMARY,
+    64_673_832,
+    slow=True,
+)
+Plain18 = _define(
+    "Plain18",
+    _imagenet("basic", (2, 2, 2, 2), residual=False),
+    "Plain-18",
+    _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
+    11_515_688,
+)
+Plain34 = _define(
+    "Plain34",
+    _imagenet("basic", (3, 4, 6, 3), residual=False),
+    "Plain-34",
+    _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
+    21_623_848,
+)
+
+ResNet20 = _define(
+    "ResNet20", cifar_spec(20), "CIFAR ResNet-20", _CIFAR_SUMMARY.format(n=3), 269_722
+)
+ResNet32 = _define(
+    "ResNet32", cifar_spec(32), "CIFAR ResNet-32", _CIFAR_SUMMARY.format(n=5), 464_154
+)
+ResNet44 = _define(
+    "ResNet44", cifar_spec(44), "CIFAR ResNet-44", _CIFAR_SUMMARY.format(n=7), 658_586
+)
+ResNet56 = _define(
+    "ResNet56", cifar_spec(56), "CIFAR ResNet-56", _CIFAR_SUMMARY.format(n=9), 853_018
+)
+ResNet110 = _define(
+    "ResNet110", cifar_spec(110), "CIFAR ResNet-110", _CIFAR_SUMMARY.format(n=18), 1_727_962
+)
+ResNet1202 = _define(
+    "ResNet1202",
+    cifar_spec(1202),
+    "CIFAR ResNet-1202",
+    _CIFAR_SUMMARY.format(n=200),
+    19_421_274,
+    slow=True,
+)
+Plain20 = _define(
+    "Plain20",
+    cifar_spec(20, residual=False),
+    "CIFAR Plain-20",
+    _CIFAR_SUMMARY.format(n=3) + _PLAIN_SUMMARY,
+    269_722,
+)
+Plain32 = _define(
+    "Plain32",
+    cifar_spec(32, residual=False),
+    "CIFAR Plain-32",
+    _CIFAR_SUMMARY.format(n=5) + _PLAIN_SUMMARY,
+    464_154,
+)
+Plain44 = _define(
+    "Plain44",
+    cifar_spec(44, residual=False),
+    "CIFAR Plain-44",
+    _CIFAR_SUMMARY.format(n=7) + _PLAIN_SUMMARY,
+    658_586,
+)
+Plain56 = _define(
+    "Plain56",
+    cifar_spec(56, residual=False),
+    "CIFAR Plain-56",
+    _CIFAR_SUMMARY.format(n=9) + _PLAIN_SUMMARY,
+    853_018,
+)
+Plain110 = _define(
+    "Plain110",
+    cifar_spec(110, residual=False),
+    "CIFAR Plain-110",
+    _CIFAR_SUMMARY.format(n=18) + _PLAIN_SUMMARY,
+    1_727_962,
+)
+
+
+def CifarResNet(
+    depth: int = 20,
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 10,
+    classifier_activation="softmax",
+    name: str | None = None,
+    residual: bool = True,
+    **options,
+) -> keras.Model:
+    """A CIFAR ResNet (or plain network) of any depth 6n + 2.
+
+    Args:
+        depth: number of weighted layers, 6n + 2 (20, 32, 44, 56, 110, ...).
+        residual: False builds the plain baseline of the same depth.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation, name: as for `ResNet20`.
+        **options: `shortcut` as for `ResNet20`.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Raises:
+        ValueError: `depth` is not 6n + 2 (the message lists valid depths).
+
+    Example:
+        >>> model = keras_resnets.CifarResNet(depth=74)
+    """
+    spec = cifar_spec(depth, residual=residual)
+    prefix = "resnet" if residual else "plain"
+    return build_resnet(
+        spec,
+        model_name=f"CifarResNet(depth={depth})",
+        include_top=include_top,
+        weights=weights,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or f"{prefix}{depth}",
+        **options,
+    )

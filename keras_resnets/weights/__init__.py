@@ -1,0 +1,103 @@
+"""Loading weights into the package's models.
+
+`load_weights_file(model, path)` loads a Keras `.weights.h5` or `.keras`
+file after checking, layer by layer, that every shape matches, so a
+mismatch names the first layer that differs instead of failing deep inside
+Keras.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+
+import h5py
+import keras
+from keras.src.utils import naming
+
+__all__ = ["load_weights_file"]
+
+_SUFFIXES = (".weights.h5", ".keras")
+
+
+def _open_h5(path: str) -> h5py.File:
+    if path.endswith(".keras"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read("model.weights.h5")
+        except (zipfile.BadZipFile, KeyError) as exc:
+            raise ValueError(
+                f"`weights` file {path!r} is not a valid .keras archive: {exc}"
+            ) from exc
+        return h5py.File(io.BytesIO(data), "r")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"`weights` file {path!r} is not a readable HDF5 file: {exc}") from exc
+
+
+def _check_shapes(model: keras.Model, h5: h5py.File, path: str) -> None:
+    if "layers" not in h5:
+        raise ValueError(f"`weights` file {path!r} holds no Keras layer weights.")
+    group = h5["layers"]
+    used: dict[str, int] = {}
+    for layer in model.layers:
+        key = naming.to_snake_case(layer.__class__.__name__)
+        if key in used:
+            used[key] += 1
+            key = f"{key}_{used[key]}"
+        else:
+            used[key] = 0
+        expected: dict[str, object] = {}
+        layer.save_own_variables(expected)
+        if not expected:
+            continue
+        stored = group.get(f"{key}/vars")
+        if stored is None:
+            raise ValueError(
+                f"`weights` file {path!r} does not match the model: it has no weights "
+                f"for layer {layer.name!r}."
+            )
+        for index, value in expected.items():
+            if index not in stored:
+                raise ValueError(
+                    f"`weights` file {path!r} does not match the model at layer "
+                    f"{layer.name!r}: variable {index} is missing."
+                )
+            have = tuple(stored[index].shape)
+            want = tuple(value.shape)
+            if have != want:
+                raise ValueError(
+                    f"`weights` file {path!r} does not match the model at layer "
+                    f"{layer.name!r}: the file has shape {have}, the model expects {want}."
+                )
+
+
+def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
+    """Load a `.weights.h5` or `.keras` file into `model`, checking shapes first.
+
+    Args:
+        model: a model built by this package (or any functional model).
+        path: a `.weights.h5` file (from `model.save_weights`) or a `.keras`
+            file (from `model.save`) of the same architecture.
+
+    Raises:
+        ValueError: the file does not exist, has another suffix, cannot be
+            read, or its shapes do not match; the message names the first
+            mismatching layer.
+
+    Example:
+        >>> model = keras_resnets.ResNet20()
+        >>> load_weights_file(model, "runs/demo/model.keras")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if not path.endswith(_SUFFIXES):
+        raise ValueError(
+            f"`weights` must be None or a path ending in .weights.h5 or .keras, got {path!r}."
+        )
+    if not os.path.isfile(path):
+        raise ValueError(f"`weights` file {path!r} does not exist.")
+    with _open_h5(path) as h5:
+        _check_shapes(model, h5, path)
+    model.load_weights(path)

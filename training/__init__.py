@@ -1,0 +1,1 @@
+"""The trainer: data, recipes, strategies, callbacks, tuning and the command line."""
