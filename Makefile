@@ -28,6 +28,8 @@ format: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q --durations=15
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m multibackend -p no:cacheprovider
+	KERAS_BACKEND=torch $(PY) -m pytest -q -m multibackend -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
