@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import keras
 
-from keras_resnets.layers import ZeroPadShortcut
+from keras_resnets.layers import GroupedConv2D, ZeroPadShortcut
+from keras_resnets.utils import check_choice
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
 
 SHORTCUTS = ("zero_pad", "projection", "all_projection")
+# ResNeXt's three equivalent forms of the aggregated bottleneck (Xie et al.
+# 2017, Figure 3): "a" C paths summed, "b" C paths concatenated before the
+# last 1x1 convolution, "c" one grouped convolution.
+FORMS = ("a", "b", "c")
 
 
 def kernel_initializer():
@@ -37,11 +42,14 @@ def conv(
     name: str,
     groups: int = 1,
     use_bias: bool = False,
+    implementation: str = "auto",
 ):
     """A square convolution with torchvision's padding (kernel_size // 2).
 
     Stride-1 convolutions use `padding="same"`; strided ones pad explicitly
     with a `ZeroPadding2D` named `{name}_pad` and use `padding="valid"`.
+    With `groups > 1` the layer is a `GroupedConv2D` (same name, same kernel
+    layout as `Conv2D(groups=...)`) computed as `implementation` says.
     """
     pad = kernel_size // 2
     if strides > 1 and pad:
@@ -49,12 +57,23 @@ def conv(
         padding = "valid"
     else:
         padding = "same" if pad else "valid"
+    if groups > 1:
+        return GroupedConv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            groups=groups,
+            use_bias=use_bias,
+            implementation=implementation,
+            kernel_initializer=kernel_initializer(),
+            name=name,
+        )(x)
     return keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
         padding=padding,
-        groups=groups,
         use_bias=use_bias,
         kernel_initializer=kernel_initializer(),
         name=name,
@@ -144,6 +163,102 @@ def basic_block(
     return merge(branch, short, name=name, residual=residual)
 
 
+def bottleneck_branch(
+    x,
+    filters: int,
+    *,
+    strides: int,
+    name: str,
+    expansion: int = 4,
+    width: int | None = None,
+    groups: int = 1,
+    stride_in_1x1: bool = False,
+    epsilon: float = BN_EPSILON,
+    form: str = "c",
+    implementation: str = "auto",
+):
+    """The residual branch of a bottleneck: 1x1 reduce, 3x3, 1x1 expand, BN.
+
+    With `groups > 1` (ResNeXt, Xie et al. 2017, Figure 3) the branch
+    aggregates `groups` paths of `width / groups` channels in one of three
+    equivalent forms, which compute the same function of the same weights
+    (`keras_resnets.models.resnext.convert_form` copies weights between them):
+
+    - `"c"` (default): one grouped 3x3 convolution (`GroupedConv2D`). Layers
+      `{name}_conv1`, `_bn1`, `_relu1`, `_conv2`, `_bn2`, `_relu2`, `_conv3`,
+      `_bn3`, exactly as a ResNet bottleneck.
+    - `"b"`: `groups` paths `{name}_path{p}_conv1`/`_bn1`/`_relu1`/`_conv2`/
+      `_bn2`/`_relu2`, concatenated (`{name}_concat`), then `{name}_conv3`,
+      `{name}_bn3`.
+    - `"a"`: each path also has its own `{name}_path{p}_conv3`
+      (`width / groups` -> output channels); the paths are summed
+      (`{name}_sum`) and normalised by `{name}_bn3`.
+
+    With `groups == 1` every form is the plain bottleneck (form "c" names).
+
+    Args:
+        x: input tensor (NHWC).
+        filters: base width; the output has `filters * expansion` channels.
+        strides: stride of the 3x3 convolution (or of the first 1x1 with
+            `stride_in_1x1`).
+        name: layer name prefix.
+        expansion: output channels per base channel.
+        width: channels of the inner 3x3 (default `filters`).
+        groups: cardinality (groups of the 3x3 convolution).
+        stride_in_1x1: put the stride on the first 1x1 convolution.
+        epsilon: BatchNormalization epsilon.
+        form: `"a"`, `"b"` or `"c"`.
+        implementation: `GroupedConv2D` implementation for form "c".
+
+    Returns:
+        The branch output (before the addition), `filters * expansion` channels.
+    """
+    check_choice("form", form, FORMS)
+    out_channels = filters * expansion
+    width = filters if width is None else width
+    if groups > 1 and width % groups:
+        raise ValueError(
+            f"`groups`={groups} must divide the bottleneck width {width} of block {name!r}."
+        )
+    s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
+    if groups == 1 or form == "c":
+        branch = conv(x, width, 1, strides=s1, name=f"{name}_conv1")
+        branch = batch_norm(branch, name=f"{name}_bn1", epsilon=epsilon)
+        branch = relu(branch, name=f"{name}_relu1")
+        branch = conv(
+            branch,
+            width,
+            3,
+            strides=s3,
+            groups=groups,
+            implementation=implementation,
+            name=f"{name}_conv2",
+        )
+        branch = batch_norm(branch, name=f"{name}_bn2", epsilon=epsilon)
+        branch = relu(branch, name=f"{name}_relu2")
+        branch = conv(branch, out_channels, 1, name=f"{name}_conv3")
+        return batch_norm(branch, name=f"{name}_bn3", epsilon=epsilon)
+    path_width = width // groups
+    paths = []
+    for index in range(1, groups + 1):
+        prefix = f"{name}_path{index}"
+        path = conv(x, path_width, 1, strides=s1, name=f"{prefix}_conv1")
+        path = batch_norm(path, name=f"{prefix}_bn1", epsilon=epsilon)
+        path = relu(path, name=f"{prefix}_relu1")
+        path = conv(path, path_width, 3, strides=s3, name=f"{prefix}_conv2")
+        path = batch_norm(path, name=f"{prefix}_bn2", epsilon=epsilon)
+        path = relu(path, name=f"{prefix}_relu2")
+        if form == "a":
+            path = conv(path, out_channels, 1, name=f"{prefix}_conv3")
+        paths.append(path)
+    if form == "a":
+        branch = keras.layers.Add(name=f"{name}_sum")(paths)
+    else:
+        branch = keras.layers.Concatenate(name=f"{name}_concat")(paths)
+        branch = conv(branch, out_channels, 1, name=f"{name}_conv3")
+    return batch_norm(branch, name=f"{name}_bn3", epsilon=epsilon)
+
+
 def bottleneck_block(
     x,
     filters: int,
@@ -157,11 +272,14 @@ def bottleneck_block(
     groups: int = 1,
     stride_in_1x1: bool = False,
     epsilon: float = BN_EPSILON,
+    form: str = "c",
+    implementation: str = "auto",
 ):
     """1x1 reduce, 3x3, 1x1 expand (He et al. 2015, Figure 5 right).
 
     The stride sits on the 3x3 convolution as in torchvision ("v1.5"), or
     on the first 1x1 with `stride_in_1x1=True` (the original Caffe model).
+    The block is `merge(bottleneck_branch(x), shortcut(x))`.
 
     Args:
         x: input tensor (NHWC).
@@ -177,22 +295,28 @@ def bottleneck_block(
         groups: groups of the 3x3 convolution (ResNeXt's cardinality).
         stride_in_1x1: put the stride on the first 1x1 convolution.
         epsilon: BatchNormalization epsilon.
+        form: ResNeXt form `"a"`, `"b"` or `"c"` (see `bottleneck_branch`).
+        implementation: `GroupedConv2D` implementation (`"auto"`,
+            `"native"`, `"split"`).
 
     Returns:
         The block's output tensor.
     """
     in_channels = x.shape[-1]
     out_channels = filters * expansion
-    width = filters if width is None else width
-    s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
-    branch = conv(x, width, 1, strides=s1, name=f"{name}_conv1")
-    branch = batch_norm(branch, name=f"{name}_bn1", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu1")
-    branch = conv(branch, width, 3, strides=s3, groups=groups, name=f"{name}_conv2")
-    branch = batch_norm(branch, name=f"{name}_bn2", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu2")
-    branch = conv(branch, out_channels, 1, name=f"{name}_conv3")
-    branch = batch_norm(branch, name=f"{name}_bn3", epsilon=epsilon)
+    branch = bottleneck_branch(
+        x,
+        filters,
+        strides=strides,
+        name=name,
+        expansion=expansion,
+        width=width,
+        groups=groups,
+        stride_in_1x1=stride_in_1x1,
+        epsilon=epsilon,
+        form=form,
+        implementation=implementation,
+    )
     short = None
     if residual:
         kind = shortcut_kind(shortcut_option, in_channels, out_channels, strides)

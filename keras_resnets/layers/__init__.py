@@ -1,5 +1,15 @@
 """Custom layers. Each is small, uses `keras.ops` only, and is registered for saving."""
 
+from keras_resnets.layers.grouped_conv import (
+    GroupedConv2D,
+    get_grouped_conv_implementation,
+    set_grouped_conv_implementation,
+)
 from keras_resnets.layers.zero_pad_shortcut import ZeroPadShortcut
 
-__all__ = ["ZeroPadShortcut"]
+__all__ = [
+    "GroupedConv2D",
+    "ZeroPadShortcut",
+    "get_grouped_conv_implementation",
+    "set_grouped_conv_implementation",
+]

@@ -59,6 +59,12 @@ class ResNetSpec:
         first_stage: index of the first stage in layer names (ImageNet
             stages are `stage2`..`stage5` as C2..C5; CIFAR `stage1`..`stage3`).
         stem_width: channels of the stem convolution.
+        cardinality: groups of each bottleneck's 3x3 convolution (ResNeXt;
+            1 for ResNet).
+        base_width: channels per group at the first stage, for a base width
+            of 64 (ResNeXt's "d"; 64 with cardinality 1 is ResNet, 128 is
+            Wide ResNet-50-2). A bottleneck of base width `w` has an inner
+            width of `(w * base_width // 64) * cardinality`, as torchvision.
     """
 
     block: str
@@ -71,6 +77,12 @@ class ResNetSpec:
     residual: bool = True
     first_stage: int = 2
     stem_width: int = 64
+    cardinality: int = 1
+    base_width: int = 64
+
+    def inner_width(self, width: int) -> int:
+        """Channels of the 3x3 convolution of a bottleneck of base width `width`."""
+        return (width * self.base_width // 64) * self.cardinality
 
     @property
     def total_stride(self) -> int:
@@ -115,8 +127,19 @@ def cifar_spec(depth: int, residual: bool = True, argument: str = "depth") -> Re
     )
 
 
-def resnet_body(spec: ResNetSpec, *, shortcut: str, stride_in_1x1: bool = False):
-    """Return `body(x)` building the stem and all stages of `spec`."""
+def resnet_body(
+    spec: ResNetSpec,
+    *,
+    shortcut: str,
+    stride_in_1x1: bool = False,
+    form: str = "c",
+    implementation: str = "auto",
+):
+    """Return `body(x)` building the stem and all stages of `spec`.
+
+    `form` and `implementation` apply to grouped bottlenecks (ResNeXt); see
+    `blocks.bottleneck_branch`.
+    """
 
     def body(x):
         stem = blocks.imagenet_stem if spec.stem == "imagenet" else blocks.cifar_stem
@@ -134,7 +157,16 @@ def resnet_body(spec: ResNetSpec, *, shortcut: str, stride_in_1x1: bool = False)
                 if spec.block == "basic":
                     x = blocks.basic_block(x, width, **common)
                 else:
-                    x = blocks.bottleneck_block(x, width, stride_in_1x1=stride_in_1x1, **common)
+                    x = blocks.bottleneck_block(
+                        x,
+                        width,
+                        width=spec.inner_width(width),
+                        groups=spec.cardinality,
+                        stride_in_1x1=stride_in_1x1,
+                        form=form,
+                        implementation=implementation,
+                        **common,
+                    )
         return x
 
     return body
@@ -154,8 +186,10 @@ def build_resnet(
     name: str | None = None,
     shortcut: str | None = None,
     stride_in_1x1: bool = False,
+    form: str = "c",
+    implementation: str = "auto",
 ) -> keras.Model:
-    """Build a ResNet v1 or plain network from its spec (see the builders)."""
+    """Build a ResNet v1, ResNeXt or plain network from its spec (see the builders)."""
     shortcut = spec.shortcut if shortcut is None else shortcut
     check_choice("shortcut", shortcut, blocks.SHORTCUTS)
     if not isinstance(stride_in_1x1, bool):
@@ -166,7 +200,13 @@ def build_resnet(
             f"{model_name} uses basic blocks."
         )
     return build_model(
-        body=resnet_body(spec, shortcut=shortcut, stride_in_1x1=stride_in_1x1),
+        body=resnet_body(
+            spec,
+            shortcut=shortcut,
+            stride_in_1x1=stride_in_1x1,
+            form=form,
+            implementation=implementation,
+        ),
         name=name or model_name.lower(),
         model_name=model_name,
         default_size=spec.default_size,
