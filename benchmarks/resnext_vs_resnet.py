@@ -101,9 +101,11 @@ def main(argv=None) -> None:
         name: args.batch / t
         for name, t in interleaved(train_calls, args.steps, args.warmup).items()
     }
+    print("  training img/s:", {name: round(v, 3) for name, v in train.items()}, flush=True)
     infer = {
         name: 4 * args.batch / t for name, t in interleaved(infer_calls, args.steps, 1).items()
     }
+    print("  inference img/s:", {name: round(v, 3) for name, v in infer.items()}, flush=True)
     native = None
     if not args.skip_native:
         model = _compile(keras_resnets.ResNeXt50(implementation="native"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -203,3 +205,12 @@ def test_groups_must_divide_the_width():
     x = keras.Input((8, 8, 16))
     with pytest.raises(ValueError, match="`groups`=3 must divide the bottleneck width 8"):
         blocks.bottleneck_block(x, 8, strides=1, name="b", groups=3)
+
+
+def test_base_width_giving_zero_channels_is_refused():
+    from keras_resnets.models.resnet import cifar_spec
+    from keras_resnets.models.resnext import build_resnext
+
+    spec = dataclasses.replace(cifar_spec(20), block="bottleneck", shortcut="projection")
+    with pytest.raises(ValueError, match="`base_width`=2 gives 0 channels per group"):
+        build_resnext(spec, model_name="test", base_width=2, cardinality=4)
