@@ -3,7 +3,7 @@
 TensorFlow's native grouped convolution on CPU has a very slow backward pass
 (a 3x3, 256-channel, 32-group convolution on a 32x28x28 batch took about 24 s
 for forward + backward, against about 30 ms as 32 convolutions on channel
-slices; see ../shared/MEASUREMENTS.md and `benchmarks/grouped_conv.py`). On GPUs
+slices; see docs/resnext.md and `benchmarks/grouped_conv.py`). On GPUs
 the native (cuDNN) grouped convolution is the fast one. `GroupedConv2D`
 therefore keeps ONE kernel variable in the native layout
 `(kh, kw, in_channels / groups, filters)` and computes it either with one
