@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import pathlib
+import re
 
 import keras
 import pytest
@@ -45,3 +47,13 @@ def test_stack_shapes_and_short_stack():
     assert stack.output.shape == (None, 4, 4, 4)
     assert [layer.name for layer in stack.layers][-2:] == ["post_bn1", "post_relu1"]
     assert 0 < gradient_norm_ratio(stack) < math.inf
+
+
+@pytest.mark.slow
+def test_docs_table_is_what_the_test_measures(ratios):
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "preactivation.md").read_text()
+    for unit, ratio in ratios.items():
+        row = re.search(rf"\| `unit='{unit}'` \| ([^ |]+) \|", text)
+        assert row, f"docs/preactivation.md has no gradient row for {unit}"
+        documented = float(row.group(1))
+        assert abs(math.log10(documented) - math.log10(ratio)) < 0.05, (unit, documented, ratio)
