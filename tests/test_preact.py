@@ -388,3 +388,36 @@ def test_keras_round_trip(tmp_path, options):
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
     assert _layer_signature(loaded) == _layer_signature(model)
+
+
+@pytest.mark.parametrize("unit", ["original", "full_preactivation"])
+def test_wrap_branch_receives_the_whole_branch(unit):
+    """The hook stochastic depth uses: the branch is one function of the unit's input."""
+    seen = {}
+
+    def wrap(branch, x, name):
+        inputs = keras.Input(x.shape[1:])
+        sub = keras.Model(inputs, branch(inputs), name=f"{name}_branch")
+        seen[name] = sub
+        return sub(x)
+
+    inputs = keras.Input((8, 8, 16))
+    out = blocks.residual_unit(
+        inputs, 32, strides=2, name="u", unit=unit, shortcut_option="zero_pad", wrap_branch=wrap
+    )
+    model = keras.Model(inputs, out)
+    branch_layers = {layer.name for layer in seen["u"].layers[1:]}
+    if unit == "original":
+        assert branch_layers == {
+            "u_conv1_pad",
+            "u_conv1",
+            "u_bn1",
+            "u_relu1",
+            "u_conv2",
+            "u_bn2",
+        }
+    else:  # the shared pre-activation feeds both paths, so it stays outside
+        assert branch_layers == {"u_conv1_pad", "u_conv1", "u_bn2", "u_relu2", "u_conv2"}
+    outer = {layer.name for layer in model.layers}
+    assert {"u_shortcut", "u_add", "u_out", "u_branch"} <= outer
+    assert model.output.shape == (None, 4, 4, 32)
