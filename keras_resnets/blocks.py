@@ -153,15 +153,20 @@ def _conv_plan(block, filters, *, strides, expansion, width, groups, stride_in_1
     return [(width, 1, s1, 1), (width, 3, s3, groups), (filters * expansion, 1, 1, 1)]
 
 
-def preactivation(x, *, unit: str, name: str, index: int = 1, epsilon: float = BN_EPSILON):
+def preactivation(
+    x, *, unit: str, name: str, index: int | None = None, epsilon: float = BN_EPSILON
+):
     """The activation a pre-activation unit puts before its convolution `index`.
 
     `"full_preactivation"`: BN then ReLU (`{name}_bn{index}`,
-    `{name}_relu{index}`); `"relu_only_preactivation"`: ReLU only.
+    `{name}_relu{index}`); `"relu_only_preactivation"`: ReLU only. With
+    `index=None` the layers are `{name}_bn`, `{name}_relu` (the networks'
+    final `post_bn`, `post_relu`).
     """
+    suffix = "" if index is None else str(index)
     if unit == "full_preactivation":
-        x = batch_norm(x, name=f"{name}_bn{index}", epsilon=epsilon)
-    return relu(x, name=f"{name}_relu{index}")
+        x = batch_norm(x, name=f"{name}_bn{suffix}", epsilon=epsilon)
+    return relu(x, name=f"{name}_relu{suffix}")
 
 
 def unit_branch(
@@ -353,7 +358,7 @@ def residual_unit(
         kind = shortcut_kind(shortcut_option, in_channels, out_channels, strides)
     shared = unit in PREACT_UNITS and preactivate and kind not in (None, "identity")
     if shared:
-        x = preactivation(x, unit=unit, name=name, epsilon=epsilon)
+        x = preactivation(x, unit=unit, name=name, index=1, epsilon=epsilon)
     branch_fn = unit_branch(
         filters,
         strides=strides,

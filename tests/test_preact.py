@@ -49,10 +49,10 @@ def test_v2_layout(built_model):
     names = [layer.name for layer in model.layers]
     # The stem keeps BN-ReLU before max pooling; the first unit skips its
     # pre-activation; every other unit starts with BN-ReLU.
-    assert {"stem_bn", "stem_relu", "stem_pool", "post_bn1", "post_relu1"} <= set(names)
+    assert {"stem_bn", "stem_relu", "stem_pool", "post_bn", "post_relu"} <= set(names)
     assert "stage2_block1_bn1" not in names
     assert "stage2_block2_bn1" in names and "stage3_block1_bn1" in names
-    assert names[-4:] == ["post_bn1", "post_relu1", "head_pool", "head_fc"]
+    assert names[-4:] == ["post_bn", "post_relu", "head_pool", "head_fc"]
     # Projection shortcuts read the shared pre-activation and have no BN.
     assert not any(name.endswith("_shortcut_bn") for name in names)
     shortcut = model.get_layer("stage3_block1_shortcut")
@@ -218,8 +218,8 @@ def test_unit_option_on_cifar_networks(unit, resnet8_count):
     preact = unit in blocks.PREACT_UNITS
     names = {layer.name for layer in basic.layers}
     assert ("stem_bn" in names) == (not preact)
-    assert ("post_relu1" in names) == preact
-    assert ("post_bn1" in names) == (unit == "full_preactivation")
+    assert ("post_relu" in names) == preact
+    assert ("post_bn" in names) == (unit == "full_preactivation")
     # Post-activation units keep the v1 count; full pre-activation moves the
     # BNs (no stem BN, BNs on the input side, a final BN) and with option A
     # keeps the count too; ReLU-only pre-activation has no stem BN.

@@ -45,7 +45,7 @@ def test_full_preactivation_is_the_closest_to_1(ratios):
 def test_stack_shapes_and_short_stack():
     stack = unit_stack(3, unit="full_preactivation", channels=4, size=4)
     assert stack.output.shape == (None, 4, 4, 4)
-    assert [layer.name for layer in stack.layers][-2:] == ["post_bn1", "post_relu1"]
+    assert [layer.name for layer in stack.layers][-2:] == ["post_bn", "post_relu"]
     assert 0 < gradient_norm_ratio(stack) < math.inf
 
 
