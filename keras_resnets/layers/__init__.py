@@ -5,11 +5,14 @@ from keras_resnets.layers.grouped_conv import (
     get_grouped_conv_implementation,
     set_grouped_conv_implementation,
 )
+from keras_resnets.layers.highway import Highway, default_transform_bias
 from keras_resnets.layers.zero_pad_shortcut import ZeroPadShortcut
 
 __all__ = [
     "GroupedConv2D",
+    "Highway",
     "ZeroPadShortcut",
+    "default_transform_bias",
     "get_grouped_conv_implementation",
     "set_grouped_conv_implementation",
 ]
