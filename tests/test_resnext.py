@@ -188,6 +188,11 @@ def test_wide_resnet_cifar():
         ("ResNeXt50", dict(form="d"), "Unknown `form` 'd'"),
         ("ResNeXt50", dict(implementation="cudnn"), "Unknown `implementation` 'cudnn'"),
         ("CifarResNeXt", dict(depth=30), "`depth` must be 9n \\+ 2"),
+        (
+            "CifarResNeXt",
+            dict(depth=11, form="a", unit="full_preactivation"),
+            "is built for `unit='original'` only",
+        ),
         ("CifarResNeXt", dict(cardinality=2.5), "`cardinality` must be an integer"),
         ("WideResNet", dict(depth=27), "`depth` must be 6n \\+ 4"),
         ("WideResNet", dict(width=0), "`width` must be an integer >= 1"),
@@ -214,3 +219,21 @@ def test_base_width_giving_zero_channels_is_refused():
     spec = dataclasses.replace(cifar_spec(20), block="bottleneck", shortcut="projection")
     with pytest.raises(ValueError, match="`base_width`=2 gives 0 channels per group"):
         build_resnext(spec, model_name="test", base_width=2, cardinality=4)
+
+
+def test_wide_block_branch_hook_receives_the_whole_branch():
+    from keras_resnets.models.wide_resnet import wide_block
+
+    seen = []
+
+    def wrap(branch, x, name):
+        seen.append(name)
+        return keras.layers.Rescaling(0.0, name=f"{name}_zero")(branch(x))
+
+    inputs = keras.Input((8, 8, 4))
+    outputs = wide_block(inputs, 4, strides=1, name="b", wrap_branch=wrap)
+    model = keras.Model(inputs, outputs)
+    x = np.random.default_rng(4).standard_normal((2, 8, 8, 4)).astype("float32")
+    assert seen == ["b"]
+    assert "b_conv2" in [layer.name for layer in model.layers]
+    np.testing.assert_allclose(model(x), x, atol=1e-6)  # identity shortcut only

@@ -57,7 +57,15 @@ def wide_branch(x, filters: int, *, strides: int, name: str, dropout_rate: float
     return blocks.conv(x, filters, 3, name=f"{name}_conv2")
 
 
-def wide_block(x, filters: int, *, strides: int, name: str, dropout_rate: float = 0.0):
+def wide_block(
+    x,
+    filters: int,
+    *,
+    strides: int,
+    name: str,
+    dropout_rate: float = 0.0,
+    wrap_branch=None,
+):
     """One pre-activation wide basic block (BN-ReLU shared by branch and projection).
 
     Args:
@@ -66,13 +74,20 @@ def wide_block(x, filters: int, *, strides: int, name: str, dropout_rate: float 
         strides: the block's stride.
         name: layer name prefix.
         dropout_rate: dropout inside the branch.
+        wrap_branch: optional `wrap_branch(branch, x, name) -> tensor` that
+            applies the branch function to the pre-activated input (default
+            `branch(x)`), as `blocks.residual_unit`'s hook.
 
     Returns:
         `{name}_add`: shortcut + branch (no activation after the addition).
     """
     act = blocks.batch_norm(x, name=f"{name}_bn1")
     act = blocks.relu(act, name=f"{name}_relu1")
-    branch = wide_branch(act, filters, strides=strides, name=name, dropout_rate=dropout_rate)
+
+    def branch_fn(inputs):
+        return wide_branch(inputs, filters, strides=strides, name=name, dropout_rate=dropout_rate)
+
+    branch = branch_fn(act) if wrap_branch is None else wrap_branch(branch_fn, act, name)
     if strides == 1 and x.shape[-1] == filters:
         short = x
     else:
