@@ -19,6 +19,12 @@ CASES: dict[str, tuple[str, dict]] = {
     "resnet20_zero_pad": ("ResNet20", {}),
     "resnet20_projection": ("ResNet20", {"shortcut": "projection"}),
     "plain20": ("Plain20", {}),
+    "resnet20_exclusive_gating": ("ResNet20", {"shortcut_variant": "exclusive_gating"}),
+    "preact_resnet110": ("PreActResNet110", {}),
+    "highway19": ("HighwayNet19", {}),
+    "resnext_11_4x4d": ("CifarResNeXt", {"depth": 11, "cardinality": 4, "base_width": 4}),
+    "wide_resnet_10_2": ("WideResNet", {"depth": 10, "width": 2}),
+    "densenet_bc16": ("CifarDenseNet", {"depth": 16, "growth_rate": 12}),
 }
 
 INPUT_SEED = 1234
@@ -49,9 +55,54 @@ def set_deterministic_weights(model) -> None:
 
 def build_case(key: str):
     """Build the model of `CASES[key]` with logits output and fixed weights."""
+    model = build_fresh(key)
+    set_deterministic_weights(model)
+    return model
+
+
+def build_fresh(key: str):
+    """Build the model of `CASES[key]` with logits output and initial weights."""
     import keras_resnets
 
     name, options = CASES[key]
-    model = keras_resnets.get_model(name, classifier_activation=None, **options)
-    set_deterministic_weights(model)
-    return model
+    return getattr(keras_resnets, name)(classifier_activation=None, **options)
+
+
+def gradients_of_weighted_sum(layer, x: np.ndarray, probe: np.ndarray):
+    """Output, d/dx and d/dweights of sum(layer(x) * probe), on any backend.
+
+    Returns numpy arrays: `(output, grad_x, [grad_w for w in trainable])`.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if not layer.built:
+        layer.build(x.shape)
+    variables = layer.trainable_variables
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = layer(xt)
+            loss = tf.reduce_sum(y * probe)
+        grads = tape.gradient(loss, [xt, *variables])
+        return y.numpy(), grads[0].numpy(), [g.numpy() for g in grads[1:]]
+    if backend == "jax":
+        import jax
+
+        def loss(values, xx):
+            y, _ = layer.stateless_call(values, [], xx)
+            return jax.numpy.sum(y * probe), y
+
+        values = [v.value for v in variables]
+        (grad_w, grad_x), y = jax.grad(loss, argnums=(0, 1), has_aux=True)(values, x)
+        return np.asarray(y), np.asarray(grad_x), [np.asarray(g) for g in grad_w]
+    import torch
+
+    xt = torch.tensor(x, requires_grad=True)
+    y = layer(xt)
+    (y * torch.tensor(probe)).sum().backward()
+    grad_w = [v.value.grad.detach().cpu().numpy() for v in variables]
+    return y.detach().cpu().numpy(), xt.grad.numpy(), grad_w

@@ -14,7 +14,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from backend_utils import CASES, build_case, fixed_input
+from backend_utils import CASES, build_case, build_fresh, fixed_input
 
 import keras_resnets
 
@@ -47,8 +47,7 @@ def test_keras_and_weights_round_trip(tmp_path, key):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, atol=1e-6)
     model.save_weights(tmp_path / "m.weights.h5")
-    name, options = CASES[key]
-    fresh = keras_resnets.get_model(name, classifier_activation=None, **options)
+    fresh = build_fresh(key)
     fresh.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(fresh.predict(x, verbose=0), expected, atol=1e-6)
 
@@ -68,10 +67,8 @@ def test_fit_on_digits_reduces_the_loss(digits_32):
 _LOAD_SCRIPT = """
 import sys, numpy as np
 sys.path.insert(0, {tests!r})
-from backend_utils import CASES, fixed_input
-import keras_resnets
-name, options = CASES[{key!r}]
-model = keras_resnets.get_model(name, classifier_activation=None, **options)
+from backend_utils import build_fresh, fixed_input
+model = build_fresh({key!r})
 model.load_weights({path!r})
 np.save({out!r}, np.asarray(model.predict(fixed_input(), verbose=0)))
 """
@@ -90,4 +87,70 @@ def test_weights_saved_here_load_on_another_backend(tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=ROOT, timeout=600)
     np.testing.assert_allclose(
         np.load(out), model.predict(fixed_input(), verbose=0), atol=1e-5, rtol=1e-5
+    )
+
+
+# ---- GroupedConv2D ---------------------------------------------------------
+
+
+def test_grouped_conv_native_and_split_agree_with_gradients():
+    from backend_utils import gradients_of_weighted_sum
+
+    from keras_resnets.layers import GroupedConv2D
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 9, 9, 16)).astype("float32")
+    results = {}
+    for implementation in ("native", "split"):
+        keras.utils.set_random_seed(3)
+        layer = GroupedConv2D(
+            24,
+            3,
+            strides=2,
+            padding="same",
+            groups=4,
+            use_bias=True,
+            implementation=implementation,
+        )
+        layer.build(x.shape)
+        if implementation == "split":
+            for target, source in zip(layer.weights, results["native"][3], strict=True):
+                target.assign(source)
+        probe = np.random.default_rng(1).standard_normal((2, 5, 5, 24)).astype("float32")
+        y, gx, gw = gradients_of_weighted_sum(layer, x, probe)
+        results[implementation] = (
+            y,
+            gx,
+            gw,
+            [keras.ops.convert_to_numpy(w) for w in layer.weights],
+        )
+    native, split = results["native"], results["split"]
+    np.testing.assert_allclose(split[0], native[0], atol=1e-5)
+    np.testing.assert_allclose(split[1], native[1], atol=1e-5)
+    for a, b in zip(split[2], native[2], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_grouped_conv_auto_picks_the_fast_implementation_for_this_backend():
+    from keras_resnets.layers.grouped_conv import resolve_implementation
+
+    # Measured (docs/backends.md): the native gradient is hundreds of times
+    # slower than split on TensorFlow and JAX CPUs, and faster on PyTorch's.
+    expected = {"tensorflow": "split", "jax": "split", "torch": "native"}[BACKEND]
+    assert resolve_implementation("auto") == expected
+    assert resolve_implementation("native") == "native"
+
+
+def test_resnext_forms_and_implementations_agree_here():
+    common = dict(classifier_activation=None, input_shape=(16, 16, 3))
+    native = keras_resnets.CifarResNeXt(
+        depth=11, cardinality=4, base_width=4, implementation="native", **common
+    )
+    split = keras_resnets.CifarResNeXt(
+        depth=11, cardinality=4, base_width=4, implementation="split", **common
+    )
+    split.set_weights(native.get_weights())
+    x = np.random.default_rng(2).random((2, 16, 16, 3), dtype=np.float32)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(split(x)), keras.ops.convert_to_numpy(native(x)), atol=1e-5
     )

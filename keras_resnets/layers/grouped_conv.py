@@ -13,8 +13,9 @@ and conversions do not depend on the implementation.
 
 `implementation="auto"` (the default) follows the global setting
 (`set_grouped_conv_implementation`), whose own default `"auto"` resolves when
-the layer is built: "split" on the TensorFlow backend when no GPU is visible,
-"native" otherwise (TensorFlow with a GPU, JAX, PyTorch).
+the layer is built: "split" where the native gradient is slow (TensorFlow
+without a GPU, JAX on the CPU), "native" otherwise (PyTorch, any backend on
+a GPU).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def set_grouped_conv_implementation(implementation: str) -> None:
     value at import time.
 
     Args:
-        implementation: `"auto"` (split on TensorFlow without a GPU, native
-            otherwise), `"native"` (one grouped convolution) or `"split"`
+        implementation: `"auto"` (split on TensorFlow or JAX on the CPU,
+            native otherwise), `"native"` (one grouped convolution) or `"split"`
             (one convolution per group on channel slices, concatenated).
 
     Example:
@@ -69,6 +70,28 @@ def _tensorflow_has_gpu() -> bool:
     return bool(tf.config.list_logical_devices("GPU"))
 
 
+def _jax_on_cpu() -> bool:
+    import jax  # only reached on the JAX backend
+
+    return jax.default_backend() == "cpu"
+
+
+def _native_is_slow() -> bool:
+    """Whether the native grouped convolution's gradient is slow here.
+
+    Measured side by side (benchmarks/grouped_conv.py, docs/backends.md): on
+    the CPU, TensorFlow's and XLA's (JAX's) grouped-convolution gradients
+    are hundreds of times slower than the split form; PyTorch's CPU kernel
+    and cuDNN on GPUs are fast.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return not _tensorflow_has_gpu()
+    if backend == "jax":
+        return _jax_on_cpu()
+    return False
+
+
 def resolve_implementation(implementation: str = "auto") -> str:
     """Resolve `"auto"` (per layer, then global) to `"native"` or `"split"`.
 
@@ -77,17 +100,16 @@ def resolve_implementation(implementation: str = "auto") -> str:
 
     Returns:
         `"native"` or `"split"`: the setting itself if explicit; else the
-        global setting if explicit; else `"split"` on the TensorFlow backend
-        when TensorFlow sees no GPU, `"native"` otherwise.
+        global setting if explicit; else `"split"` where the native
+        gradient is slow (TensorFlow or JAX on the CPU), `"native"`
+        otherwise (PyTorch, and any backend on a GPU).
     """
     check_choice("implementation", implementation, IMPLEMENTATIONS)
     if implementation == "auto":
         implementation = get_grouped_conv_implementation()
     if implementation != "auto":
         return implementation
-    if keras.backend.backend() == "tensorflow" and not _tensorflow_has_gpu():
-        return "split"
-    return "native"
+    return "split" if _native_is_slow() else "native"
 
 
 _env_value = os.environ.get(_ENV_VAR)
