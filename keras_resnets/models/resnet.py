@@ -15,6 +15,7 @@ from keras_resnets import blocks
 from keras_resnets.models.builder import build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_choice, check_int
+from keras_resnets.weights.pretrained import available_weights
 
 HE2015 = "He et al. 2015"
 
@@ -165,6 +166,13 @@ def build_resnet(
             "`stride_in_1x1=True` applies to bottleneck networks only; "
             f"{model_name} uses basic blocks."
         )
+    if isinstance(weights, str) and weights in available_weights(model_name):
+        if shortcut != spec.shortcut or stride_in_1x1:
+            raise ValueError(
+                f"`weights={weights!r}` are for the default {model_name} "
+                f"(shortcut={spec.shortcut!r}, stride_in_1x1=False), got shortcut={shortcut!r}, "
+                f"stride_in_1x1={stride_in_1x1!r}."
+            )
     return build_model(
         body=resnet_body(spec, shortcut=shortcut, stride_in_1x1=stride_in_1x1),
         name=name or model_name.lower(),
@@ -188,7 +196,7 @@ _DOC = """{title}.
 Args:
     include_top: whether to include the global-average-pool + dense classifier.
     weights: None (random initialisation) or the path to a `.weights.h5` or
-        `.keras` file of this architecture.
+        `.keras` file of this architecture.{pretrained}
     input_tensor: optional Keras tensor to use as the model's input.
     input_shape: `(height, width, channels)`; defaults to
         `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
@@ -259,8 +267,20 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
         lower=model_name.lower(),
         name=model_name,
         options=options,
+        pretrained=_pretrained_doc(model_name),
     )
     return builder
+
+
+def _pretrained_doc(model_name: str) -> str:
+    tags = available_weights(model_name)
+    if not tags:
+        return ""
+    return (
+        f" Or a pretrained tag ({', '.join(repr(t) for t in tags)}):\n"
+        "        torchvision's ImageNet weights, downloaded once and converted\n"
+        "        (see docs/pretrained.md); they need 3 input channels."
+    )
 
 
 def _define(model_name, spec, title, summary, num_params, slow=False):
