@@ -110,10 +110,14 @@ def _check_pretrained_shape(tag: str, model_name: str, input_shape, include_top,
             f"`weights={tag!r}` needs 3 input channels (RGB), got `input_shape` "
             f"{tuple(input_shape)!r}; use `weights=None` for {input_shape[-1]} channels."
         )
-    if include_top and classes != 1000:
+    from keras_resnets.weights.pretrained import get_pretrained
+
+    expected = get_pretrained(model_name, tag).classes
+    if include_top and classes != expected:
         raise ValueError(
-            f"`weights={tag!r}` with `include_top=True` needs `classes=1000` (the ImageNet "
-            f"classifier), got {classes!r}; use `include_top=False` and add your own head."
+            f"`weights={tag!r}` with `include_top=True` needs `classes={expected}` (the "
+            f"pretrained classifier), got {classes!r}; use `include_top=False` and add your "
+            "own head."
         )
 
 

@@ -63,6 +63,7 @@ class PretrainedWeights:
             None where no verified value is recorded: the file is then used
             unchecked and a warning gives the SHA-256 it had.
         origin: where the weights come from, for the docs.
+        classes: width of the checkpoint's classifier (1000 for ImageNet).
     """
 
     model_name: str
@@ -70,6 +71,7 @@ class PretrainedWeights:
     url: str
     sha256: str | None = None
     origin: str = ""
+    classes: int = 1000
 
     @property
     def checkpoint_name(self) -> str:
@@ -85,7 +87,13 @@ _REGISTRY: dict[tuple[str, str], PretrainedWeights] = {}
 
 
 def register_pretrained(
-    model_name: str, tag: str, *, url: str, sha256: str | None = None, origin: str = ""
+    model_name: str,
+    tag: str,
+    *,
+    url: str,
+    sha256: str | None = None,
+    origin: str = "",
+    classes: int = 1000,
 ) -> PretrainedWeights:
     """Register (or replace) the checkpoint behind `weights=tag` for a model.
 
@@ -99,6 +107,7 @@ def register_pretrained(
         url: `http(s)://` or `file://` URL of a `.safetensors` or `.pth` file.
         sha256: the file's SHA-256 (64 hex digits), or None to skip the check.
         origin: free text shown in the docs.
+        classes: width of the checkpoint's classifier.
 
     Returns:
         The registered `PretrainedWeights`.
@@ -116,7 +125,7 @@ def register_pretrained(
         if not isinstance(sha256, str) or len(sha256) != 64 or not _is_hex(sha256):
             raise ValueError(f"`sha256` must be 64 hexadecimal digits or None, got {sha256!r}.")
         sha256 = sha256.lower()
-    entry = PretrainedWeights(model_name, tag, url, sha256, origin)
+    entry = PretrainedWeights(model_name, tag, url, sha256, origin, classes)
     _REGISTRY[(model_name, tag)] = entry
     return entry
 
@@ -280,7 +289,7 @@ def converted_weights_path(entry: PretrainedWeights) -> str:
     from keras_resnets.weights.torch_checkpoint import load_torch_checkpoint
 
     checkpoint = download_checkpoint(entry)
-    model = model_info(entry.model_name).builder(weights=None)
+    model = model_info(entry.model_name).builder(weights=None, classes=entry.classes)
     load_torch_checkpoint(model, checkpoint)
     fd, temporary = tempfile.mkstemp(
         dir=os.path.dirname(target), prefix=entry.converted_name + ".", suffix=".weights.h5"
@@ -322,7 +331,7 @@ def load_pretrained(model: keras.Model, model_name: str, tag: str) -> None:
         return
     from keras_resnets.models.registry import model_info
 
-    full = model_info(model_name).builder(weights=None)
+    full = model_info(model_name).builder(weights=None, classes=entry.classes)
     full.load_weights(path)
     for layer in model.layers:
         if not layer.weights:
