@@ -376,6 +376,8 @@ _BUILT_IN = (
     ("ResNet152", "timm/resnet152.tv_in1k", "tv_in1k", "15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2"),
     ("ResNet152", "timm/resnet152.tv2_in1k", "tv2_in1k", None),
 )  # fmt: skip
+# The other families join this table when their builders land (ResNeXt, Wide
+# ResNet, DenseNet); their names must be registered builders.
 
 for _name, _repo, _tag, _sha in _BUILT_IN:
     _hub(_name, _repo, _tag, _sha)

@@ -104,7 +104,42 @@ RESNET = NameTable(
     classifier="fc",
 )
 
-TABLES: tuple[NameTable, ...] = (RESNET,)
+
+
+def _dense_layer(fmt: str):
+    return lambda m: fmt.format(**m.groupdict())
+
+
+def _legacy_densenet_key(key: str) -> str:
+    # torchvision's published DenseNet .pth files name "norm1" as "norm.1", etc.
+    return re.sub(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.", r"\1\2.", key)
+
+
+DENSENET = NameTable(
+    family="DenseNet",
+    rules=(
+        Rule("stem_conv", _const("features.conv0"), "conv"),
+        Rule("stem_bn", _const("features.norm0"), "bn"),
+        Rule(
+            r"block(?P<b>\d+)_layer(?P<j>\d+)_bn(?P<i>[12])",
+            _dense_layer("features.denseblock{b}.denselayer{j}.norm{i}"),
+            "bn",
+        ),
+        Rule(
+            r"block(?P<b>\d+)_layer(?P<j>\d+)_conv(?P<i>[12])",
+            _dense_layer("features.denseblock{b}.denselayer{j}.conv{i}"),
+            "conv",
+        ),
+        Rule(r"transition(?P<t>\d+)_bn", _dense_layer("features.transition{t}.norm"), "bn"),
+        Rule(r"transition(?P<t>\d+)_conv", _dense_layer("features.transition{t}.conv"), "conv"),
+        Rule("final_bn", _const("features.norm5"), "bn"),
+        Rule("head_fc", _const("classifier"), "dense"),
+    ),
+    classifier="classifier",
+    rename=_legacy_densenet_key,
+)
+
+TABLES: tuple[NameTable, ...] = (RESNET, DENSENET)
 
 
 def table_for(layer_names: list[str]) -> tuple[NameTable, list[str]]:

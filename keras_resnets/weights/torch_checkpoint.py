@@ -119,7 +119,22 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _weighted_layers(model: keras.Model):
-    return [layer for layer in model.layers if layer.weights]
+    """The layers that own weights, nested ones included (DenseBlock's sub-layers)."""
+    found, seen = [], set()
+
+    def visit(layer):
+        children = list(layer._flatten_layers(include_self=False, recursive=False))
+        if not children:
+            if layer.weights and id(layer) not in seen:
+                seen.add(id(layer))
+                found.append(layer)
+            return
+        for child in children:
+            visit(child)
+
+    for layer in model.layers:
+        visit(layer)
+    return found
 
 
 def plan_assignments(
