@@ -74,13 +74,19 @@ class PretrainedWeights:
     classes: int = 1000
 
     @property
+    def _stem(self) -> str:
+        return f"{self.model_name}.{self.tag}.{self.sha256[:8] if self.sha256 else 'unverified'}"
+
+    @property
     def checkpoint_name(self) -> str:
+        """File name of the downloaded checkpoint in the cache."""
         suffix = ".safetensors" if self.url.endswith(".safetensors") else ".pth"
-        return f"{self.model_name}.{self.tag}.{(self.sha256 or 'unverified')[:8]}{suffix}"
+        return self._stem + suffix
 
     @property
     def converted_name(self) -> str:
-        return f"{self.model_name}.{self.tag}.{(self.sha256 or 'unverified')[:8]}.weights.h5"
+        """File name of the converted Keras weights in the cache."""
+        return self._stem + ".weights.h5"
 
 
 _REGISTRY: dict[tuple[str, str], PretrainedWeights] = {}

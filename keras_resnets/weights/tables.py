@@ -105,7 +105,6 @@ RESNET = NameTable(
 )
 
 
-
 def _dense_layer(fmt: str):
     return lambda m: fmt.format(**m.groupdict())
 
