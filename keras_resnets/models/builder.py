@@ -96,10 +96,10 @@ def _check_weights_argument(weights, model_name: str) -> str | None:
     path = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
     if not isinstance(path, str) or not path.endswith((".weights.h5", ".keras")):
         tags = available_weights(model_name)
-        named = f"{', '.join(repr(t) for t in tags)}, " if tags else ""
+        named = f"one of {', '.join(repr(t) for t in tags)} (pretrained) " if tags else ""
         raise ValueError(
-            f"`weights` must be None, {named}or a path to a .weights.h5 or .keras file, "
-            f"got {weights!r}."
+            f"`weights` must be None{', ' if tags else ' '}{named}or a path to a .weights.h5 "
+            f"or .keras file, got {weights!r}."
         )
     return None
 
