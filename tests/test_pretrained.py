@@ -175,8 +175,10 @@ def test_unpublished_weights_are_refused_with_what_exists():
         keras_resnets.ResNet20(weights="imagenet")
     with pytest.raises(ValueError, match=r"None, one of 'imagenet', 'tv2_in1k', 'tv_in1k' \(pre"):
         keras_resnets.ResNet50(weights="imagenet21k")
-    with pytest.raises(ValueError, match=r"default ResNet50 \(shortcut='projection'"):
+    with pytest.raises(ValueError, match=r"ResNet50 with its default options; stride_in_1x1=True"):
         keras_resnets.ResNet50(weights="imagenet", stride_in_1x1=True)
+    with pytest.raises(ValueError, match=r"unit='full_preactivation' changes its layers"):
+        keras_resnets.ResNet50(weights="imagenet", unit="full_preactivation")
 
 
 def test_builtin_registry():

@@ -15,7 +15,7 @@ from keras_resnets import blocks
 from keras_resnets.models.builder import build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_choice, check_int
-from keras_resnets.weights.pretrained import available_weights
+from keras_resnets.weights.pretrained import available_weights, pretrained_doc
 
 HE2015 = "He et al. 2015"
 
@@ -186,6 +186,17 @@ def resnet_body(
     return body
 
 
+def _check_pretrained_options(model_name: str, weights: str, **options) -> None:
+    """Pretrained weights fit the default layers: refuse options that change them."""
+    changed = [f"{key}={value!r}" for key, (value, default) in options.items() if value != default]
+    if changed:
+        raise ValueError(
+            f"`weights={weights!r}` are for {model_name} with its default options; "
+            f"{', '.join(changed)} changes its layers. Build the default model with the "
+            "weights (for ResNeXt forms 'a'/'b', then copy them with `copy_form_weights`)."
+        )
+
+
 def build_resnet(
     spec: ResNetSpec,
     *,
@@ -225,12 +236,14 @@ def build_resnet(
             f"{model_name} uses basic blocks."
         )
     if isinstance(weights, str) and weights in available_weights(model_name):
-        if shortcut != spec.shortcut or stride_in_1x1:
-            raise ValueError(
-                f"`weights={weights!r}` are for the default {model_name} "
-                f"(shortcut={spec.shortcut!r}, stride_in_1x1=False), got shortcut={shortcut!r}, "
-                f"stride_in_1x1={stride_in_1x1!r}."
-            )
+        _check_pretrained_options(
+            model_name,
+            weights,
+            shortcut=(shortcut, spec.shortcut),
+            stride_in_1x1=(stride_in_1x1, False),
+            unit=(unit, spec.unit),
+            shortcut_variant=(shortcut_variant, "identity"),
+        )
     return build_model(
         body=resnet_body(
             spec,
@@ -343,20 +356,9 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
         lower=model_name.lower(),
         name=model_name,
         options=options,
-        pretrained=_pretrained_doc(model_name),
+        pretrained=pretrained_doc(model_name),
     )
     return builder
-
-
-def _pretrained_doc(model_name: str) -> str:
-    tags = available_weights(model_name)
-    if not tags:
-        return ""
-    return (
-        f" Or a pretrained tag ({', '.join(repr(t) for t in tags)}):\n"
-        "        torchvision's ImageNet weights, downloaded once and converted\n"
-        "        (see docs/pretrained.md); they need 3 input channels."
-    )
 
 
 def _define(model_name, spec, title, summary, num_params, slow=False):

@@ -158,6 +158,18 @@ def available_weights(model_name: str) -> list[str]:
     return (["imagenet"] if "tv_in1k" in tags else []) + tags
 
 
+def pretrained_doc(model_name: str) -> str:
+    """The sentence builders' docstrings add to `weights` (empty without weights)."""
+    tags = available_weights(model_name)
+    if not tags:
+        return ""
+    return (
+        f" Or a pretrained tag ({', '.join(repr(t) for t in tags)}):\n"
+        "        torchvision's ImageNet weights, downloaded once and converted\n"
+        "        (see docs/pretrained.md); they need 3 input channels."
+    )
+
+
 def get_pretrained(model_name: str, tag: str) -> PretrainedWeights:
     """The registry entry for `(model_name, tag)`; `"imagenet"` is `"tv_in1k"`.
 
