@@ -179,6 +179,10 @@ def test_unpublished_weights_are_refused_with_what_exists():
         keras_resnets.ResNet50(weights="imagenet", stride_in_1x1=True)
     with pytest.raises(ValueError, match=r"unit='full_preactivation' changes its layers"):
         keras_resnets.ResNet50(weights="imagenet", unit="full_preactivation")
+    with pytest.raises(ValueError, match=r"form='b'.*copy_form_weights"):
+        keras_resnets.ResNeXt50(weights="imagenet", form="b")
+    with pytest.raises(ValueError, match="ResNeXt101 has none"):
+        keras_resnets.ResNeXt101(weights="imagenet")  # torchvision has no 32x4d weights
 
 
 def test_builtin_registry():
@@ -188,9 +192,19 @@ def test_builtin_registry():
         "ResNet50": ["imagenet", "tv2_in1k", "tv_in1k"],
         "ResNet101": ["imagenet", "tv2_in1k", "tv_in1k"],
         "ResNet152": ["imagenet", "tv2_in1k", "tv_in1k"],
+        "ResNeXt50": ["imagenet", "tv2_in1k", "tv_in1k"],
+        "ResNeXt101_32x8d": ["imagenet", "tv2_in1k", "tv_in1k"],
+        "ResNeXt101_64x4d": ["imagenet", "tv_in1k"],
+        "WideResNet50_2": ["imagenet", "tv2_in1k", "tv_in1k"],
+        "WideResNet101_2": ["imagenet", "tv2_in1k", "tv_in1k"],
+        "DenseNet121": ["imagenet", "tv_in1k"],
+        "DenseNet161": ["imagenet", "tv_in1k"],
+        "DenseNet169": ["imagenet", "tv_in1k"],
+        "DenseNet201": ["imagenet", "tv_in1k"],
     }
     for name, tags in expected.items():
         assert pretrained.available_weights(name) == tags
+    assert sorted({name for name, _ in pretrained._REGISTRY}) == sorted(expected)
     for (name, tag), entry in pretrained._REGISTRY.items():
         assert name in keras_resnets.list_models()
         assert re.fullmatch(

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from keras_resnets.models import registry
+from keras_resnets.models.densenet import DenseNetSpec, build_densenet
 from keras_resnets.models.resnet import ResNetSpec, build_resnet
 from keras_resnets.weights import load_torch_checkpoint, read_torch_checkpoint
 
@@ -27,6 +28,7 @@ with open(os.path.join(FIXTURES, "manifest.json")) as _handle:
     MANIFEST = json.load(_handle)
 TOLERANCE = 1e-4
 RESNETS = ["resnet_basic", "resnet_bottleneck"]
+GOLDEN = [*RESNETS, "resnext", "wide_resnet", "densenet"]
 
 
 def fixture_path(name: str, suffix: str = ".safetensors") -> str:
@@ -41,6 +43,20 @@ def golden(name: str) -> dict[str, np.ndarray]:
 def small_model(name: str, model_name: str = "SmallResNet", **kwargs) -> keras.Model:
     """The fixture's architecture through the public builders' code path."""
     config = MANIFEST["models"][name]
+    kwargs.setdefault("classifier_activation", None)
+    if config["family"] == "densenet":
+        spec = DenseNetSpec(
+            block_sizes=tuple(config["block_config"]),
+            growth_rate=config["growth_rate"],
+            stem_width=config["num_init_features"],
+            stem="imagenet",
+            bottleneck=True,
+            compression=0.5,
+            default_size=MANIFEST["size"],
+            default_classes=MANIFEST["classes"],
+            bottleneck_width=config["bn_size"],
+        )
+        return build_densenet(spec, model_name=model_name, **kwargs)
     width = config["width"]
     spec = ResNetSpec(
         block=config["block"],
@@ -51,8 +67,9 @@ def small_model(name: str, model_name: str = "SmallResNet", **kwargs) -> keras.M
         default_classes=MANIFEST["classes"],
         shortcut="projection",
         stem_width=width,
+        cardinality=config.get("groups", 1),
+        base_width=config.get("width_per_group", 64),
     )
-    kwargs.setdefault("classifier_activation", None)
     return build_resnet(spec, model_name=model_name, **kwargs)
 
 
@@ -60,7 +77,7 @@ def max_error(model: keras.Model, x: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(model.predict(x, verbose=0) - expected)))
 
 
-@pytest.mark.parametrize("name", RESNETS)
+@pytest.mark.parametrize("name", GOLDEN)
 def test_converted_outputs_match_torchvision(name):
     data = golden(name)
     model = small_model(name)
@@ -73,12 +90,35 @@ def test_converted_outputs_match_torchvision(name):
     )
 
 
-@pytest.mark.parametrize("name", RESNETS)
+@pytest.mark.parametrize("name", GOLDEN)
 def test_without_top_skips_the_classifier(name):
     data = golden(name)
     model = small_model(name, include_top=False, pooling="avg", input_shape=(None, None, 3))
     load_torch_checkpoint(model, fixture_path(name))
     assert max_error(model, data["x"], data["features"]) < TOLERANCE
+
+
+@pytest.mark.parametrize("implementation", ["native", "split"])
+def test_grouped_kernels_convert_for_both_implementations(implementation):
+    data = golden("resnext")
+    model = small_model("resnext", implementation=implementation)
+    grouped = model.get_layer("stage2_block1_conv2")
+    assert type(grouped).__name__ == "GroupedConv2D" and grouped.groups == 4
+    load_torch_checkpoint(model, fixture_path("resnext"))
+    assert max_error(model, data["x"], data["logits"]) < TOLERANCE
+
+
+def test_densenet_legacy_key_names_and_memory_efficient_blocks():
+    """torchvision's published DenseNet files say "norm.1" for "norm1"."""
+    data = golden("densenet")
+    model = small_model("densenet", memory_efficient=True)
+    load_torch_checkpoint(model, fixture_path("densenet_legacy_keys"))
+    assert max_error(model, data["x"], data["logits"]) < TOLERANCE
+
+
+def test_resnext_form_b_is_not_in_the_table():
+    with pytest.raises(ValueError, match="'stage2_block1_path1_conv1'"):
+        load_torch_checkpoint(small_model("resnext", form="b"), fixture_path("resnext"))
 
 
 def _weights(model):

@@ -271,6 +271,7 @@ def build_resnet(
             stride_in_1x1=(stride_in_1x1, False),
             unit=(unit, spec.unit),
             shortcut_variant=(shortcut_variant, "identity"),
+            form=(form, "c"),
         )
     return build_model(
         body=resnet_body(

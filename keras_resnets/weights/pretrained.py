@@ -393,9 +393,20 @@ _BUILT_IN = (
     ("ResNet101", "timm/resnet101.tv2_in1k", "tv2_in1k", None),
     ("ResNet152", "timm/resnet152.tv_in1k", "tv_in1k", "15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2"),
     ("ResNet152", "timm/resnet152.tv2_in1k", "tv2_in1k", None),
+    ("ResNeXt50", "timm/resnext50_32x4d.tv_in1k", "tv_in1k", "c0d85cba49c0e9dedbcf6d4e572e2c5ea5eb68e9d64d0564811fd54d4f72939a"),
+    ("ResNeXt50", "timm/resnext50_32x4d.tv2_in1k", "tv2_in1k", None),
+    ("ResNeXt101_32x8d", "timm/resnext101_32x8d.tv_in1k", "tv_in1k", "71c7427e233904ad828b768b9683876dc71f143876cbadaa26428bfea3560fc3"),
+    ("ResNeXt101_32x8d", "timm/resnext101_32x8d.tv2_in1k", "tv2_in1k", "580cfe940c344745cc8a629517a5c3300b6aeea9bd88a258f61027da010344af"),
+    ("ResNeXt101_64x4d", "timm/resnext101_64x4d.tv_in1k", "tv_in1k", "47528f24e5cd6844249c9e4ea11aed6619431b83a0596afe80efdfffdb369900"),
+    ("WideResNet50_2", "timm/wide_resnet50_2.tv_in1k", "tv_in1k", "df6fb6c4824769769de18e14088475fd6ee94236849aa4e5d8022ba9d9a9a16c"),
+    ("WideResNet50_2", "timm/wide_resnet50_2.tv2_in1k", "tv2_in1k", None),
+    ("WideResNet101_2", "timm/wide_resnet101_2.tv_in1k", "tv_in1k", None),
+    ("WideResNet101_2", "timm/wide_resnet101_2.tv2_in1k", "tv2_in1k", "0438046a3b7bb8166e6564dec811985d595f3098c9970181305945e0efa964c3"),
+    ("DenseNet121", "timm/densenet121.tv_in1k", "tv_in1k", "c894c6d9caa317a8ca1942986dee7a16a86c77734a4d691d2abe05389cfef358"),
+    ("DenseNet161", "timm/densenet161.tv_in1k", "tv_in1k", None),
+    ("DenseNet169", "timm/densenet169.tv_in1k", "tv_in1k", None),
+    ("DenseNet201", "timm/densenet201.tv_in1k", "tv_in1k", None),
 )  # fmt: skip
-# The other families join this table when their builders land (ResNeXt, Wide
-# ResNet, DenseNet); their names must be registered builders.
 
 for _name, _repo, _tag, _sha in _BUILT_IN:
     _hub(_name, _repo, _tag, _sha)
