@@ -68,7 +68,7 @@ def build_fresh(key: str):
     return getattr(keras_resnets, name)(classifier_activation=None, **options)
 
 
-def gradients_of_weighted_sum(layer, x: np.ndarray, probe: np.ndarray):
+def gradients_of_weighted_sum(layer, x: np.ndarray, probe: np.ndarray, training: bool = False):
     """Output, d/dx and d/dweights of sum(layer(x) * probe), on any backend.
 
     Returns numpy arrays: `(output, grad_x, [grad_w for w in trainable])`.
@@ -85,15 +85,18 @@ def gradients_of_weighted_sum(layer, x: np.ndarray, probe: np.ndarray):
         xt = tf.constant(x)
         with tf.GradientTape() as tape:
             tape.watch(xt)
-            y = layer(xt)
+            y = layer(xt, training=training)
             loss = tf.reduce_sum(y * probe)
         grads = tape.gradient(loss, [xt, *variables])
         return y.numpy(), grads[0].numpy(), [g.numpy() for g in grads[1:]]
     if backend == "jax":
         import jax
 
+        fixed = [v.value for v in layer.non_trainable_variables]
+
         def loss(values, xx):
-            y, _ = layer.stateless_call(values, [], xx)
+            kwargs = {"training": True} if training else {}
+            y, _ = layer.stateless_call(values, fixed, xx, **kwargs)
             return jax.numpy.sum(y * probe), y
 
         values = [v.value for v in variables]
@@ -102,7 +105,7 @@ def gradients_of_weighted_sum(layer, x: np.ndarray, probe: np.ndarray):
     import torch
 
     xt = torch.tensor(x, requires_grad=True)
-    y = layer(xt)
+    y = layer(xt, training=training)
     (y * torch.tensor(probe)).sum().backward()
     grad_w = [v.value.grad.detach().cpu().numpy() for v in variables]
     return y.detach().cpu().numpy(), xt.grad.numpy(), grad_w

@@ -154,3 +154,33 @@ def test_resnext_forms_and_implementations_agree_here():
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(split(x)), keras.ops.convert_to_numpy(native(x)), atol=1e-5
     )
+
+
+# ---- DenseBlock ------------------------------------------------------------
+
+
+def test_dense_block_memory_efficient_matches_plain_or_says_why():
+    from backend_utils import gradients_of_weighted_sum
+
+    from keras_resnets.layers import DenseBlock
+
+    if BACKEND == "torch":
+        with pytest.raises(ValueError, match="memory_efficient"):
+            DenseBlock(num_layers=2, growth_rate=4, memory_efficient=True)
+        return
+    x = np.random.default_rng(0).standard_normal((2, 6, 6, 8)).astype("float32")
+    probe = np.random.default_rng(1).standard_normal((2, 6, 6, 16)).astype("float32")
+    results = []
+    for efficient in (False, True):
+        layer = DenseBlock(num_layers=2, growth_rate=4, memory_efficient=efficient)
+        layer.build(x.shape)
+        if results:
+            for target, source in zip(layer.weights, results[0][3], strict=True):
+                target.assign(source)
+        y, gx, gw = gradients_of_weighted_sum(layer, x, probe, training=True)
+        results.append((y, gx, gw, [keras.ops.convert_to_numpy(w) for w in layer.weights]))
+    (y0, gx0, gw0, _), (y1, gx1, gw1, _) = results
+    np.testing.assert_allclose(y1, y0, atol=1e-5)
+    np.testing.assert_allclose(gx1, gx0, atol=1e-5)
+    for a, b in zip(gw1, gw0, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
