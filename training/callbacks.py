@@ -212,6 +212,22 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopAtStep(keras.callbacks.Callback):
+    """Stop `fit` once the optimizer has taken `target` steps (mid-epoch if need be).
+
+    Args:
+        target: the optimizer step to stop at.
+    """
+
+    def __init__(self, target: int):
+        super().__init__()
+        self.target = target
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) >= self.target:
+            self.model.stop_training = True
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Add the current learning rate to the epoch logs (CSV and TensorBoard see it)."""
 

@@ -19,6 +19,13 @@ places where Keras 3's TensorFlow trainer breaks under
    axis 0 is the mean over all replicas, as on one machine; the result is a
    scalar again.
 
+A third difference is not a crash but would leave the workers with different
+models: Keras creates the BatchNormalization moving statistics with
+`aggregation="none"`, so each worker keeps the statistics of its own
+replicas. Under a multi-worker strategy `FitModel` averages them over all
+replicas after each step (one small all-reduce), so every worker holds the
+same weights, bit for bit.
+
 Everything else is Keras's own `fit`: callbacks, checkpoints, metrics and
 progress bars are unchanged. On one machine `FitModel` behaves exactly like
 `keras.Model`.
@@ -189,7 +196,19 @@ class FitModel(keras.Model):
         }
 
     def train_step(self, data):
-        return self._as_vectors(super().train_step(data))
+        logs = super().train_step(data)
+        if self._multi_worker():
+            self._sync_non_trainable()
+        return self._as_vectors(logs)
+
+    def _sync_non_trainable(self):
+        """Average the BatchNormalization moving statistics over all replicas."""
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()
+        for variable in self.non_trainable_variables:
+            if "float" in str(variable.dtype):
+                variable.assign(context.all_reduce("MEAN", tf.identity(variable.value)))
 
     def test_step(self, data):
         return self._as_vectors(super().test_step(data))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -170,25 +171,6 @@ def _mixed_precision_policy(enabled: bool) -> tuple[str, str]:
     return "float32", "the CPU has no bfloat16 support (no avx512_bf16/amx_bf16): float32"
 
 
-def _fit_segments(start: int, total: int, per_epoch: int) -> list[tuple[int, int, int]]:
-    """`(first_epoch, last_epoch_exclusive, steps_per_epoch)` fit calls from `start` to `total`.
-
-    A run resumed mid-epoch first finishes that epoch; an iteration budget
-    that is not a whole number of epochs ends with a shorter epoch.
-    """
-    segments: list[tuple[int, int, int]] = []
-    step = start
-    while step < total:
-        epoch = step // per_epoch
-        steps = min((epoch + 1) * per_epoch, total) - step
-        if segments and segments[-1][1] == epoch and segments[-1][2] == steps:
-            segments[-1] = (segments[-1][0], epoch + 1, steps)
-        else:
-            segments.append((epoch, epoch + 1, steps))
-        step += steps
-    return segments
-
-
 def _dump_yaml(data: dict) -> str:
     import yaml
 
@@ -288,10 +270,15 @@ def run(
     from training import data as data_lib
     from training.optim import RecipeSchedule, make_optimizer
 
-    _, num_workers, is_chief = distribute.worker_info()
+    worker_index, num_workers, is_chief = distribute.worker_info()
     if not distribute.is_multi_worker(strategy):
         num_workers, is_chief = 1, True
     replicas = strategy.num_replicas_in_sync
+    strategy_name = (
+        "MultiWorkerMirroredStrategy"
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        else type(strategy).__name__.lstrip("_")
+    )
     seed = cfg["train"]["seed"]
     keras.utils.set_random_seed(seed)
     if cfg["train"]["deterministic"]:
@@ -354,7 +341,7 @@ def run(
         "test_examples": source.test.size,
         "skipped_files": source.skipped_files,
         "normalization": {"mean": list(source.mean), "std": list(source.std)},
-        "strategy": type(strategy).__name__,
+        "strategy": strategy_name,
         "replicas": replicas,
         "workers": num_workers,
         "global_batch_size": global_batch,
@@ -380,7 +367,7 @@ def run(
         cb.atomic_write_text(os.path.join(output_dir, "config.yaml"), _dump_yaml(resolved))
     say(
         f"{cfg['model']['name']} on {source.name}: {source.train.size} training images, "
-        f"{source.num_classes} classes; {type(strategy).__name__} with {replicas} replica(s), "
+        f"{source.num_classes} classes; {strategy_name} with {replicas} replica(s), "
         f"global batch {global_batch}, lr {learning_rate:g} (x{scale:g}), {total_steps} steps "
         f"= {total_epochs} epochs of {steps_per_epoch}; precision {policy} ({policy_reason}); "
         f"jit_compile={jit}"
@@ -442,21 +429,30 @@ def run(
             if source.validation is not None
             else None
         )
+        # One fit call, or two when resuming mid-epoch: the first ends with
+        # that epoch, so every later epoch starts at a multiple of
+        # steps_per_epoch exactly as in an uninterrupted run.
+        stopper = cb.StopAtStep(total_steps)
+        callbacks.insert(1, stopper)
         step = start_step
-        for first, last, steps in _fit_segments(start_step, total_steps, steps_per_epoch):
+        while step < total_steps and nan_stop.stopped_step is None:
+            epoch = step // steps_per_epoch
+            stopper.target = min((epoch + 1) * steps_per_epoch, total_steps)
+            if step % steps_per_epoch == 0:
+                stopper.target = total_steps
             train_ds = data_lib.train_dataset(source, cfg["data"], global_batch, seed, step)
             net.fit(
                 train_ds,
-                epochs=last,
-                initial_epoch=first,
-                steps_per_epoch=steps,
+                epochs=total_epochs,
+                initial_epoch=epoch,
+                steps_per_epoch=steps_per_epoch,
                 validation_data=val_ds,
                 callbacks=callbacks,
                 shuffle=False,
                 verbose=fit_verbose,
             )
-            step = int(keras.ops.convert_to_numpy(net.optimizer.iterations))
-            if nan_stop.stopped_step is not None:
+            previous, step = step, int(keras.ops.convert_to_numpy(net.optimizer.iterations))
+            if step == previous:
                 break
         history = backup.history
         result: dict[str, Any] = {
@@ -504,6 +500,10 @@ def run(
             if export is not None and is_chief:
                 result["export_path"] = os.path.join(output_dir, "saved_model")
                 export(base, result["export_path"])
+        digest = hashlib.sha256(b"".join(w.tobytes() for w in base.get_weights()))
+        result["weights_sha256"] = digest.hexdigest()
+        if num_workers > 1:
+            print(f"worker {worker_index}: final weights sha256 {result['weights_sha256']}")
         result["seconds"] = time.time() - start_time
         if is_chief:
             metrics = {k: v for k, v in result.items() if k != "config"}
