@@ -254,15 +254,22 @@ def _load_tfds(name: str, data: dict):
     if name in TFDS_IN_MEMORY:
 
         def arrays(split):
-            batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-            return _array_split(batch["image"], batch["label"].astype(np.int32))
+            images, labels = [], []
+            for batch in tfds.as_numpy(builder.as_dataset(split=split, batch_size=4096)):
+                images.append(batch["image"])
+                labels.append(batch["label"])
+            return _array_split(np.concatenate(images), np.concatenate(labels).astype(np.int32))
 
         train, test = arrays("train"), arrays(test_name)
         val = arrays(val_name) if val_name else None
     else:
 
         def stream(split):
-            return Split("tfds", None, None, splits[split].num_examples, (builder, split))
+            try:
+                size = splits[split].num_examples
+            except KeyError:  # no metadata (e.g. tfds.testing.mock_data): count once
+                size = int(builder.as_dataset(split=split).reduce(0, lambda n, _: n + 1))
+            return Split("tfds", None, None, size, (builder, split))
 
         train, test = stream("train"), stream(test_name)
         val = stream(val_name) if val_name else None
@@ -501,6 +508,13 @@ def _finish(image, data: dict, train: bool, seed, mean, std):
     return image
 
 
+def _tfds_image(decode, value):
+    """Decode an image read with `SkipDecoding` (already decoded data passes through)."""
+    import tensorflow as tf
+
+    return decode(value) if value.dtype == tf.string else value
+
+
 def _options(kind: str):
     import tensorflow as tf
 
@@ -557,7 +571,7 @@ def train_dataset(source: Source, data: dict, batch_size: int, seed: int, start_
         decode = builder.info.features["image"].decode_example
 
         def prepare(i, example):
-            image = tf.cast(decode(example["image"]), tf.float32) / 255.0
+            image = tf.cast(_tfds_image(decode, example["image"]), tf.float32) / 255.0
             image = _finish(image, data, True, tf.stack([seed, i]), mean, std)
             return image, tf.cast(example["label"], tf.int32)
 
@@ -606,7 +620,7 @@ def eval_dataset(source: Source, split: Split, data: dict, batch_size: int):
         decode = builder.info.features["image"].decode_example
 
         def prepare(example):
-            image = tf.cast(decode(example["image"]), tf.float32) / 255.0
+            image = tf.cast(_tfds_image(decode, example["image"]), tf.float32) / 255.0
             return _finish(image, data, False, None, mean, std), tf.cast(example["label"], tf.int32)
 
         ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
