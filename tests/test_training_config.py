@@ -128,3 +128,13 @@ def test_schedule_warmup_and_boundaries():
     assert [float(linear(i)) for i in range(5)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4])
     cosine = RecipeSchedule(1.0, "cosine", total_steps=100)
     assert float(cosine(50)) == pytest.approx(0.5) and float(cosine(100)) == pytest.approx(0.0)
+
+
+def test_training_docs_list_every_recipe():
+    import os
+
+    path = os.path.join(os.path.dirname(config.RECIPE_DIR), "..", "docs", "training.md")
+    with open(path, encoding="utf-8") as f:
+        docs = f.read()
+    missing = [name for name in config.list_recipes() if f"| `{name}` |" not in docs]
+    assert not missing, f"docs/training.md lacks rows for {missing}"
