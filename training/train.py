@@ -252,8 +252,10 @@ def run(
             f"{output_dir} already holds a run ({backup_path}). Pass --resume to continue "
             "it, --overwrite to start again there, or choose another --output-dir."
         )
-    if flags.get("overwrite") and not resume and os.path.exists(backup_path):
-        os.remove(backup_path)
+    if flags.get("overwrite") and not resume:
+        for old in ("backup/state.npz", "checkpoint.keras", "model.keras", "metrics.json"):
+            if os.path.exists(os.path.join(output_dir, old)):
+                os.remove(os.path.join(output_dir, old))
     if resume and not os.path.exists(backup_path):
         print(f"--resume: no backup in {output_dir}; starting from the beginning.")
         resume = False
