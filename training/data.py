@@ -231,18 +231,16 @@ def _load_tfds(name: str, data: dict):
         raise ValueError(
             f"dataset={name!r} needs tensorflow-datasets: pip install 'keras_resnets[data]'."
         ) from error
-    download_config = None
-    manual_dir = data.get("data_dir")
-    if manual_dir:
-        download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     builder = tfds.builder(name, data_dir=data.get("data_dir"))
     try:
-        builder.download_and_prepare(download_config=download_config)
+        # imagenet2012 reads the ILSVRC archives from <data_dir>/downloads/manual.
+        builder.download_and_prepare()
     except Exception as error:
         raise ValueError(
             f"Could not prepare TFDS data set {name!r} (data_dir={data.get('data_dir')!r}): "
             f"{error}. Without network access, prepare it once elsewhere and pass its "
-            "directory with --data-dir (imagenet2012 needs the archives in the manual dir)."
+            "directory with --data-dir (imagenet2012 needs the ILSVRC archives in "
+            "<data-dir>/downloads/manual)."
         ) from error
     info = builder.info
     label_feature = info.features["label"]
