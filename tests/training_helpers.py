@@ -36,7 +36,6 @@ def trainer_env(**extra: str) -> dict:
         KERAS_BACKEND="tensorflow",
         PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
         CUDA_VISIBLE_DEVICES="",
-        TF_NUM_INTEROP_THREADS="1",
     )
     env.update(extra)
     return env
