@@ -501,7 +501,18 @@ def run(
             )
             if export is not None and is_chief:
                 result["export_path"] = os.path.join(output_dir, "saved_model")
-                export(base, result["export_path"])
+                # Serve with the trainer's normalisation and evaluation crop.
+                export(
+                    base,
+                    result["export_path"],
+                    preprocessing={
+                        "scale": 1.0 / 255.0,
+                        "mean": list(source.mean),
+                        "std": list(source.std),
+                    },
+                    class_names=source.class_names,
+                    crop_fraction=224 / 256 if cfg["data"]["augmentation"] == "imagenet" else None,
+                )
         digest = hashlib.sha256(b"".join(w.tobytes() for w in base.get_weights()))
         result["weights_sha256"] = digest.hexdigest()
         if num_workers > 1:
