@@ -96,7 +96,10 @@ def test_multi_worker_two_processes_match_each_other_and_one_device(tmp_path):
     w_single = _weights(single["model_path"])
     diff = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(w_multi, w_single, strict=True)))
     norm = np.sqrt(sum(np.sum(b**2) for b in w_single))
-    assert diff / norm < 0.02, diff / norm
+    loss_gap = np.max(np.abs(np.subtract(multi["history"]["loss"], single["history"]["loss"])))
+    print(f"multi-worker vs one device: weights {diff / norm:.2e} relative, loss {loss_gap:.2e}")
+    # Measured 1.2e-2 here; two different initialisations are of order 1 apart.
+    assert diff / norm < 0.05, diff / norm
     assert os.listdir(tmp_path / "multi").count("model.keras") == 1
 
 
