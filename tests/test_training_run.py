@@ -153,3 +153,31 @@ def test_cli_lists_recipes_and_rejects_bad_input(capsys, tmp_path):
     assert "cifar10_resnet110_stochastic_depth" in listing and "digits_resnet20" in listing
     code = main(["--recipe", "digits_resnet20", "--output-dir", str(tmp_path), "--set", "x=1"])
     assert code == 2 and "unknown key `x`" in capsys.readouterr().err
+
+
+def test_one_device_and_auto_strategies(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from training import distribute
+
+    assert distribute.get_strategy("auto") is tf.distribute.get_strategy()  # CPU only
+    result = run(
+        "digits_resnet20",
+        epochs=1,
+        output_dir=str(tmp_path),
+        overrides={**TINY, "data.train_subset": 64},
+        strategy="one_device",
+        verbose="quiet",
+    )
+    assert result["config"]["resolved"]["strategy"] == "OneDeviceStrategy"
+    assert result["status"] == "completed" and result["steps"] == 1
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.get_strategy("multi_worker")
+    with pytest.raises(ValueError, match="`strategy` must be one of auto, default"):
+        distribute.get_strategy("horovod")
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}),
+    )
+    assert distribute.worker_info() == (1, 2, False)
