@@ -331,7 +331,7 @@ def run(
     verbose = cfg["runtime"]["verbose"]
     if verbose == "auto":
         verbose = "bar" if sys.stdout.isatty() else "line"
-    fit_verbose = {"bar": 1, "line": 2, "quiet": 0}[verbose]
+    fit_verbose = {"bar": 1, "line": 2, "quiet": 0}[verbose] if is_chief else 0
     say = print if (verbose != "quiet" and is_chief) else (lambda *a, **k: None)
 
     resolved = dict(cfg)
