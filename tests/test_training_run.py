@@ -159,7 +159,9 @@ def test_one_device_and_auto_strategies(tmp_path, monkeypatch):
     import tensorflow as tf
 
     from training import distribute
+    from training.config import SCHEMA
 
+    assert distribute.STRATEGIES == SCHEMA["runtime"]["strategy"][2]
     assert distribute.get_strategy("auto") is tf.distribute.get_strategy()  # CPU only
     result = run(
         "digits_resnet20",

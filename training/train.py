@@ -547,7 +547,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, help="train for N epochs (replaces iterations)")
     parser.add_argument("--batch-size", type=int, help="global batch size (lr scales with it)")
     parser.add_argument("--output-dir", help="default: runs/<recipe>")
-    parser.add_argument("--strategy", choices=list(_strategies()))
+    parser.add_argument("--strategy", choices=list(config_lib.SCHEMA["runtime"]["strategy"][2]))
     parser.add_argument("--mixed-precision", action="store_true", default=None)
     parser.add_argument("--jit-compile", action="store_true", default=None)
     parser.add_argument("--resume", action="store_true", help="continue from the backup")
@@ -562,12 +562,6 @@ def _parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)"
     )
     return parser
-
-
-def _strategies():
-    from training.distribute import STRATEGIES
-
-    return STRATEGIES
 
 
 def list_recipes_table() -> str:
