@@ -178,6 +178,8 @@ def test_one_device_and_auto_strategies(tmp_path, monkeypatch):
         distribute.get_strategy("multi_worker")
     with pytest.raises(ValueError, match="`strategy` must be one of auto, default"):
         distribute.get_strategy("horovod")
+    with pytest.raises(ValueError, match="no TPU was found"):
+        distribute.get_strategy("tpu")
     monkeypatch.setenv(
         "TF_CONFIG",
         json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}),
