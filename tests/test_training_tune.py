@@ -12,6 +12,17 @@ def test_search_space_follows_the_builder():
     assert tune.search_space("ResNet20")["depth"] == [8, 14, 20, 32]
     assert "depth" in tune.search_space("Plain56")
     assert "depth" not in tune.search_space("ResNet50")  # ImageNet layout: no 6n+2 depth
+    import keras_resnets
+
+    if hasattr(keras_resnets, "CifarResNeXt"):
+        assert tune.tunable_builder("ResNeXt29_8x64d") == (
+            "CifarResNeXt",
+            {"cardinality": 8, "base_width": 64},
+        )
+        assert "cardinality" in tune.search_space("ResNeXt29_8x64d")
+    if hasattr(keras_resnets, "CifarDenseNet"):
+        assert tune.tunable_builder("DenseNetBC100") == ("CifarDenseNet", {"depth": 100})
+        assert "growth_rate" in tune.search_space("DenseNetBC100")
 
 
 @pytest.mark.slow

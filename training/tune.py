@@ -26,6 +26,7 @@ TUNERS = ("hyperband", "bayesian")
 
 # Values tried for each family option, where the model's builder takes it.
 FAMILY_OPTIONS = {
+    "width": [2, 4, 8],
     "width_multiplier": [1, 2],
     "cardinality": [4, 8, 16],
     "growth_rate": [12, 24],
@@ -34,12 +35,42 @@ FAMILY_OPTIONS = {
 WEIGHT_DECAYS = [0.0, 1e-4, 5e-4]
 
 
+# Fixed variants and the configurable builder (and its arguments) they are.
+_GENERIC = (
+    (r"ResNeXt29_(\d+)x(\d+)d", "CifarResNeXt", ("cardinality", "base_width")),
+    (r"DenseNetBC(\d+)", "CifarDenseNet", ("depth",)),
+    (r"WideResNet(\d+)_(\d+)", "WideResNet", ("depth", "width")),
+)
+
+
+def tunable_builder(model_name: str) -> tuple[str, dict]:
+    """The configurable builder behind a fixed variant, and the variant's arguments.
+
+    `ResNeXt29_8x64d` is `CifarResNeXt(cardinality=8, base_width=64)`,
+    `DenseNetBC100` is `CifarDenseNet(depth=100)`, `WideResNet28_10` is
+    `WideResNet(depth=28, width=10)`; other names map to themselves.
+
+    Returns:
+        `(builder_name, options)`.
+    """
+    import keras_resnets
+
+    for pattern, generic, names in _GENERIC:
+        match = re.fullmatch(pattern, model_name)
+        if match and callable(getattr(keras_resnets, generic, None)):
+            return generic, {k: int(v) for k, v in zip(names, match.groups(), strict=True)}
+    return model_name, {}
+
+
 def search_space(model_name: str) -> dict[str, list]:
     """The architecture choices that apply to `model_name`.
 
     CIFAR ResNets and plain networks (`ResNet20`, `Plain56`, `CifarResNet`)
-    get `depth` in {8, 14, 20, 32}; other options are included only if the
-    builder's signature names them.
+    get `depth` in {8, 14, 20, 32}; the family options (`width`,
+    `width_multiplier`, `cardinality`, `growth_rate`, `drop_path_rate`) are
+    included where the builder (for a fixed variant such as
+    `ResNeXt29_8x64d`: its configurable builder, see `tunable_builder`)
+    takes them.
 
     Returns:
         `{hyper-parameter: values}`.
@@ -55,7 +86,7 @@ def search_space(model_name: str) -> dict[str, list]:
     )
     if cifar:
         space["depth"] = [8, 14, 20, 32]
-    builder = getattr(keras_resnets, model_name, None)
+    builder = getattr(keras_resnets, tunable_builder(model_name)[0], None)
     params = inspect.signature(builder).parameters if callable(builder) else {}
     for option, values in FAMILY_OPTIONS.items():
         if option in params:
@@ -86,9 +117,15 @@ def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
                     "name": "CifarResNet",
                     "options": {**trial["model"]["options"], "depth": depth, "residual": residual},
                 }
-            for option, values in space.items():
-                if option != "depth":
-                    trial["model"]["options"][option] = hp.Choice(option, values)
+            family = {k: v for k, v in space.items() if k != "depth"}
+            if family:
+                generic, fixed = tunable_builder(cfg["model"]["name"])
+                trial["model"] = {
+                    "name": generic,
+                    "options": {**fixed, **trial["model"]["options"]},
+                }
+            for option, values in family.items():
+                trial["model"]["options"][option] = hp.Choice(option, values)
             optimizer = dict(cfg["optimizer"])
             optimizer["learning_rate"] = hp.Float(
                 "learning_rate", base_lr / 10, base_lr * 3, sampling="log"
