@@ -212,3 +212,57 @@ class FitModel(keras.Model):
 
     def test_step(self, data):
         return self._as_vectors(super().test_step(data))
+
+
+class KerasDistribution:
+    """What the trainer needs of a strategy, on the JAX and PyTorch backends.
+
+    `tf.distribute` strategies drive TensorFlow only. On JAX, several local
+    devices train data-parallel through Keras's own distribution API
+    (`keras.distribution.DataParallel`, set globally); on PyTorch, and on
+    JAX with one device, training runs on the default device.
+
+    Attributes:
+        name: what the run log and config.yaml report.
+        num_replicas_in_sync: devices the global batch is split over.
+    """
+
+    def __init__(self, name: str, replicas: int):
+        self.name = name
+        self.num_replicas_in_sync = replicas
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def keras_distribution_strategy(name: str = "auto") -> KerasDistribution:
+    """The `--strategy` for the JAX and PyTorch backends.
+
+    Args:
+        name: `"auto"` or `"default"`. `"auto"` on JAX with several devices
+            sets `keras.distribution.DataParallel` over all of them.
+
+    Returns:
+        A `KerasDistribution`.
+
+    Raises:
+        ValueError: a `tf.distribute` strategy (`one_device`, `mirrored`,
+            `multi_worker`, `tpu`) on a backend other than TensorFlow.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if name not in ("auto", "default"):
+        raise ValueError(
+            f"--strategy {name!r} is a tf.distribute strategy and needs the TensorFlow backend; "
+            f"the backend is {backend!r}. Use --strategy auto (on JAX: data-parallel over all "
+            "local devices with keras.distribution.DataParallel) or default."
+        )
+    if backend == "jax" and name == "auto":
+        devices = keras.distribution.list_devices()
+        if len(devices) > 1:
+            keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+            return KerasDistribution(f"keras.distribution.DataParallel ({backend})", len(devices))
+    return KerasDistribution(f"single device ({backend})", 1)

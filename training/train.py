@@ -171,6 +171,35 @@ def _mixed_precision_policy(enabled: bool) -> tuple[str, str]:
     return "float32", "the CPU has no bfloat16 support (no avx512_bf16/amx_bf16): float32"
 
 
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def select_backend(backend: str) -> None:
+    """Make `backend` the Keras backend of this process (`--backend`).
+
+    Must run before Keras is imported; the trainer imports it lazily, so
+    the command line can choose.
+
+    Raises:
+        ValueError: unknown backend, or Keras already imported with another.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"Unknown `backend` {backend!r}: allowed values are "
+            + ", ".join(repr(b) for b in BACKENDS)
+            + "."
+        )
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise ValueError(
+                f"`backend` {backend!r} was asked for, but Keras is already imported with the "
+                f"{current!r} backend; set KERAS_BACKEND={backend} before starting Python."
+            )
+        return
+    os.environ["KERAS_BACKEND"] = backend
+
+
 def _dump_yaml(data: dict) -> str:
     import yaml
 
@@ -260,12 +289,17 @@ def run(
         print(f"--resume: no backup in {output_dir}; starting from the beginning.")
         resume = False
 
+    import keras
+
     from training import distribute
 
-    distribute.configure_cpu_devices(cfg["runtime"]["cpu_devices"])
-    strategy = distribute.get_strategy(cfg["runtime"]["strategy"])
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        distribute.configure_cpu_devices(cfg["runtime"]["cpu_devices"])
+        strategy = distribute.get_strategy(cfg["runtime"]["strategy"])
+    else:
+        strategy = distribute.keras_distribution_strategy(cfg["runtime"]["strategy"])
 
-    import keras
     import tensorflow as tf
 
     from training import callbacks as cb
@@ -273,14 +307,15 @@ def run(
     from training.optim import RecipeSchedule, make_optimizer
 
     worker_index, num_workers, is_chief = distribute.worker_info()
-    if not distribute.is_multi_worker(strategy):
+    if backend != "tensorflow" or not distribute.is_multi_worker(strategy):
         num_workers, is_chief = 1, True
     replicas = strategy.num_replicas_in_sync
-    strategy_name = (
-        "MultiWorkerMirroredStrategy"
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        else type(strategy).__name__.lstrip("_")
-    )
+    if backend != "tensorflow":
+        strategy_name = strategy.name
+    elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy_name = "MultiWorkerMirroredStrategy"
+    else:
+        strategy_name = type(strategy).__name__.lstrip("_")
     seed = cfg["train"]["seed"]
     keras.utils.set_random_seed(seed)
     if cfg["train"]["deterministic"]:
@@ -362,6 +397,7 @@ def run(
             "python": platform.python_version(),
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
+            "backend": backend,
         },
     }
     if is_chief:
@@ -369,7 +405,8 @@ def run(
         cb.atomic_write_text(os.path.join(output_dir, "config.yaml"), _dump_yaml(resolved))
     say(
         f"{cfg['model']['name']} on {source.name}: {source.train.size} training images, "
-        f"{source.num_classes} classes; {strategy_name} with {replicas} replica(s), "
+        f"{source.num_classes} classes; backend {backend}; {strategy_name} with "
+        f"{replicas} replica(s), "
         f"global batch {global_batch}, lr {learning_rate:g} (x{scale:g}), {total_steps} steps "
         f"= {total_epochs} epochs of {steps_per_epoch}; precision {policy} ({policy_reason}); "
         f"jit_compile={jit}"
@@ -380,7 +417,10 @@ def run(
     try:
         with strategy.scope():
             base = build_model(cfg, source.num_classes, source.channels)
-            net = distribute.FitModel(inputs=base.inputs, outputs=base.outputs, name=base.name)
+            # FitModel carries the tf.distribute multi-worker fixes; the other
+            # backends train the functional model itself.
+            model_class = distribute.FitModel if backend == "tensorflow" else keras.Model
+            net = model_class(inputs=base.inputs, outputs=base.outputs, name=base.name)
             net.compile(
                 optimizer=make_optimizer(opt_cfg, schedule),
                 loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -559,6 +599,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--cpu-devices", type=int, help="split the CPU into N logical devices")
     parser.add_argument("--verbose", choices=["auto", "bar", "line", "quiet"])
     parser.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        help="Keras backend (default: $KERAS_BACKEND, else tensorflow); see docs/backends.md",
+    )
+    parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)"
     )
     return parser
@@ -581,6 +626,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.recipe:
         parser.error("--recipe is required (or --list-recipes)")
+    if args.backend:
+        try:
+            select_backend(args.backend)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if args.cpu_devices:
         from training.distribute import configure_cpu_devices
 
