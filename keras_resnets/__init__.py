@@ -12,7 +12,15 @@ name.
 __version__ = "0.1.0"
 
 from keras_resnets import layers  # noqa: E402,F401
+from keras_resnets.layers import StochasticDepth, survival_probabilities  # noqa: E402
 from keras_resnets.models import *  # noqa: E402,F401,F403
 from keras_resnets.models import __all__ as _model_names  # noqa: E402
+from keras_resnets.utils import find_layer  # noqa: E402
 
-__all__ = ["layers", *_model_names]
+__all__ = [
+    "StochasticDepth",
+    "find_layer",
+    "layers",
+    "survival_probabilities",
+    *_model_names,
+]

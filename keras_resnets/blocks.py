@@ -11,9 +11,11 @@ as torchvision does, so converted PyTorch weights give identical outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
-from keras_resnets.layers import ZeroPadShortcut
+from keras_resnets.layers import StochasticDepth, ZeroPadShortcut
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
@@ -106,6 +108,44 @@ def merge(branch, short, *, name: str, residual: bool = True):
     return relu(x, name=f"{name}_out")
 
 
+def residual_add(
+    x,
+    branch_fn: Callable,
+    shortcut_fn: Callable,
+    *,
+    name: str,
+    stochastic_depth: dict | None = None,
+):
+    """`shortcut_fn(x) + branch_fn(x)`, the addition named `{name}_add`.
+
+    Without stochastic depth the branch's layers are built inline (a flat
+    graph) and the addition is a `keras.layers.Add`. With it, the branch is
+    built as a functional sub-model named `{name}_branch` (its layers keep
+    their usual names) and `{name}_add` is a `StochasticDepth` layer that owns
+    it, so a dropped block skips the branch.
+
+    Args:
+        x: the block's input to the branch.
+        branch_fn: builds the residual branch on a tensor.
+        shortcut_fn: builds the shortcut on `x` (may return `x` itself).
+        name: the block's layer-name prefix.
+        stochastic_depth: None, or the keyword arguments of `StochasticDepth`
+            (`survival_probability`, `mode`, `scale`, `seed`).
+
+    Returns:
+        The sum, before any final activation.
+    """
+    if stochastic_depth is None:
+        branch = branch_fn(x)
+        short = shortcut_fn(x)
+        return keras.layers.Add(name=f"{name}_add")([short, branch])
+    inputs = keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype, name=f"{name}_branch_input")
+    branch = keras.Model(inputs, branch_fn(inputs), name=f"{name}_branch")
+    short = shortcut_fn(x)
+    gate = StochasticDepth(branch, name=f"{name}_add", **stochastic_depth)
+    return gate(x if short is x else [x, short])
+
+
 def basic_block(
     x,
     filters: int,
@@ -115,6 +155,7 @@ def basic_block(
     shortcut_option: str = "projection",
     residual: bool = True,
     epsilon: float = BN_EPSILON,
+    stochastic_depth: dict | None = None,
 ):
     """Two 3x3 convolutions (He et al. 2015, Figure 2 left).
 
@@ -127,21 +168,30 @@ def basic_block(
             `"all_projection"` (C).
         residual: False builds the plain baseline unit (no shortcut).
         epsilon: BatchNormalization epsilon.
+        stochastic_depth: None, or the `StochasticDepth` arguments that
+            gate this block (see `residual_add`).
 
     Returns:
         The block's output tensor.
     """
     in_channels = x.shape[-1]
-    branch = conv(x, filters, 3, strides=strides, name=f"{name}_conv1")
-    branch = batch_norm(branch, name=f"{name}_bn1", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu1")
-    branch = conv(branch, filters, 3, name=f"{name}_conv2")
-    branch = batch_norm(branch, name=f"{name}_bn2", epsilon=epsilon)
-    short = None
-    if residual:
-        kind = shortcut_kind(shortcut_option, in_channels, filters, strides)
-        short = shortcut(x, filters, strides=strides, kind=kind, name=name, epsilon=epsilon)
-    return merge(branch, short, name=name, residual=residual)
+
+    def branch_fn(t):
+        t = conv(t, filters, 3, strides=strides, name=f"{name}_conv1")
+        t = batch_norm(t, name=f"{name}_bn1", epsilon=epsilon)
+        t = relu(t, name=f"{name}_relu1")
+        t = conv(t, filters, 3, name=f"{name}_conv2")
+        return batch_norm(t, name=f"{name}_bn2", epsilon=epsilon)
+
+    if not residual:
+        return relu(branch_fn(x), name=f"{name}_out")
+    kind = shortcut_kind(shortcut_option, in_channels, filters, strides)
+
+    def shortcut_fn(t):
+        return shortcut(t, filters, strides=strides, kind=kind, name=name, epsilon=epsilon)
+
+    x = residual_add(x, branch_fn, shortcut_fn, name=name, stochastic_depth=stochastic_depth)
+    return relu(x, name=f"{name}_out")
 
 
 def bottleneck_block(
@@ -157,6 +207,7 @@ def bottleneck_block(
     groups: int = 1,
     stride_in_1x1: bool = False,
     epsilon: float = BN_EPSILON,
+    stochastic_depth: dict | None = None,
 ):
     """1x1 reduce, 3x3, 1x1 expand (He et al. 2015, Figure 5 right).
 
@@ -177,6 +228,8 @@ def bottleneck_block(
         groups: groups of the 3x3 convolution (ResNeXt's cardinality).
         stride_in_1x1: put the stride on the first 1x1 convolution.
         epsilon: BatchNormalization epsilon.
+        stochastic_depth: None, or the `StochasticDepth` arguments that
+            gate this block (see `residual_add`).
 
     Returns:
         The block's output tensor.
@@ -185,19 +238,26 @@ def bottleneck_block(
     out_channels = filters * expansion
     width = filters if width is None else width
     s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
-    branch = conv(x, width, 1, strides=s1, name=f"{name}_conv1")
-    branch = batch_norm(branch, name=f"{name}_bn1", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu1")
-    branch = conv(branch, width, 3, strides=s3, groups=groups, name=f"{name}_conv2")
-    branch = batch_norm(branch, name=f"{name}_bn2", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu2")
-    branch = conv(branch, out_channels, 1, name=f"{name}_conv3")
-    branch = batch_norm(branch, name=f"{name}_bn3", epsilon=epsilon)
-    short = None
-    if residual:
-        kind = shortcut_kind(shortcut_option, in_channels, out_channels, strides)
-        short = shortcut(x, out_channels, strides=strides, kind=kind, name=name, epsilon=epsilon)
-    return merge(branch, short, name=name, residual=residual)
+
+    def branch_fn(t):
+        t = conv(t, width, 1, strides=s1, name=f"{name}_conv1")
+        t = batch_norm(t, name=f"{name}_bn1", epsilon=epsilon)
+        t = relu(t, name=f"{name}_relu1")
+        t = conv(t, width, 3, strides=s3, groups=groups, name=f"{name}_conv2")
+        t = batch_norm(t, name=f"{name}_bn2", epsilon=epsilon)
+        t = relu(t, name=f"{name}_relu2")
+        t = conv(t, out_channels, 1, name=f"{name}_conv3")
+        return batch_norm(t, name=f"{name}_bn3", epsilon=epsilon)
+
+    if not residual:
+        return relu(branch_fn(x), name=f"{name}_out")
+    kind = shortcut_kind(shortcut_option, in_channels, out_channels, strides)
+
+    def shortcut_fn(t):
+        return shortcut(t, out_channels, strides=strides, kind=kind, name=name, epsilon=epsilon)
+
+    x = residual_add(x, branch_fn, shortcut_fn, name=name, stochastic_depth=stochastic_depth)
+    return relu(x, name=f"{name}_out")
 
 
 def imagenet_stem(x, filters: int = 64, *, epsilon: float = BN_EPSILON, preact: bool = False):

@@ -12,6 +12,7 @@ import dataclasses
 import keras
 
 from keras_resnets import blocks
+from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochastic_depth_schedule
 from keras_resnets.models.builder import build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_choice, check_int
@@ -115,8 +116,19 @@ def cifar_spec(depth: int, residual: bool = True, argument: str = "depth") -> Re
     )
 
 
-def resnet_body(spec: ResNetSpec, *, shortcut: str, stride_in_1x1: bool = False):
-    """Return `body(x)` building the stem and all stages of `spec`."""
+def resnet_body(
+    spec: ResNetSpec,
+    *,
+    shortcut: str,
+    stride_in_1x1: bool = False,
+    stochastic_depth: list[dict | None] | None = None,
+):
+    """Return `body(x)` building the stem and all stages of `spec`.
+
+    `stochastic_depth` holds one entry per block of the network, in order
+    (see `stochastic_depth_schedule`); None builds every block flat.
+    """
+    schedule = iter(stochastic_depth or [None] * sum(spec.depths))
 
     def body(x):
         stem = blocks.imagenet_stem if spec.stem == "imagenet" else blocks.cifar_stem
@@ -130,6 +142,7 @@ def resnet_body(spec: ResNetSpec, *, shortcut: str, stride_in_1x1: bool = False)
                     name=name,
                     shortcut_option=shortcut,
                     residual=spec.residual,
+                    stochastic_depth=next(schedule),
                 )
                 if spec.block == "basic":
                     x = blocks.basic_block(x, width, **common)
@@ -154,9 +167,25 @@ def build_resnet(
     name: str | None = None,
     shortcut: str | None = None,
     stride_in_1x1: bool = False,
+    drop_path_rate: float = 0.0,
+    stochastic_depth_mode: str = "batch",
+    stochastic_depth_scale: str | None = None,
+    stochastic_depth_seed: int | None = None,
 ) -> keras.Model:
     """Build a ResNet v1 or plain network from its spec (see the builders)."""
     shortcut = spec.shortcut if shortcut is None else shortcut
+    schedule = stochastic_depth_schedule(
+        sum(spec.depths),
+        drop_path_rate,
+        mode=stochastic_depth_mode,
+        scale=stochastic_depth_scale,
+        seed=stochastic_depth_seed,
+    )
+    if drop_path_rate and not spec.residual:
+        raise ValueError(
+            f"`drop_path_rate` must be 0 for {model_name}: a plain network has no "
+            f"shortcuts, so a dropped block would cut the network; got {drop_path_rate!r}."
+        )
     check_choice("shortcut", shortcut, blocks.SHORTCUTS)
     if not isinstance(stride_in_1x1, bool):
         raise ValueError(f"`stride_in_1x1` must be True or False, got {stride_in_1x1!r}.")
@@ -166,7 +195,9 @@ def build_resnet(
             f"{model_name} uses basic blocks."
         )
     return build_model(
-        body=resnet_body(spec, shortcut=shortcut, stride_in_1x1=stride_in_1x1),
+        body=resnet_body(
+            spec, shortcut=shortcut, stride_in_1x1=stride_in_1x1, stochastic_depth=schedule
+        ),
         name=name or model_name.lower(),
         model_name=model_name,
         default_size=spec.default_size,
@@ -249,6 +280,8 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
     options = _SHORTCUT_DOC.format(default=spec.shortcut)
     if spec.block == "bottleneck":
         options += _STRIDE_DOC
+    if spec.residual:
+        options += STOCHASTIC_DEPTH_DOC
     builder.__name__ = builder.__qualname__ = model_name
     builder.__doc__ = _DOC.format(
         title=title,
@@ -411,7 +444,9 @@ def CifarResNet(
         residual: False builds the plain baseline of the same depth.
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as for `ResNet20`.
-        **options: `shortcut` as for `ResNet20`.
+        **options: `shortcut`, `drop_path_rate`, `stochastic_depth_mode`,
+            `stochastic_depth_scale` and `stochastic_depth_seed` as for
+            `ResNet20`.
 
     Returns:
         A functional `keras.Model`.
