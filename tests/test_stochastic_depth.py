@@ -187,13 +187,13 @@ def test_model_fit_skips_dropped_blocks():
     """Under model.fit (graph mode), a dropped block's weights and BN stats stay put."""
     keras.utils.set_random_seed(0)
     model = keras_resnets.CifarResNet(
-        depth=14, input_shape=(8, 8, 3), drop_path_rate=0.8, stochastic_depth_seed=0
+        depth=8, input_shape=(8, 8, 3), drop_path_rate=0.8, stochastic_depth_seed=0
     )
     model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 8, 8, 3)).astype("float32")
     y = rng.integers(0, 10, size=(8,))
-    blocks = [f"stage{s}_block{b}" for s in (1, 2, 3) for b in (1, 2)]
+    blocks = ["stage1_block1", "stage2_block1", "stage3_block1"]
     counts = {"dropped": 0, "kept": 0}
     for _ in range(4):
         before = {block: _branch_weights(model, block) for block in blocks}
@@ -272,12 +272,10 @@ def test_inference_matches_the_flat_network(scale):
     )
 
 
-@pytest.mark.parametrize(
-    "mode, scale", [("batch", "test"), ("sample", "train"), ("sample", "test")]
-)
+@pytest.mark.parametrize("mode, scale", [("batch", "test"), ("sample", "train")])
 def test_keras_round_trip_keeps_schedule_and_modes(tmp_path, mode, scale):
     model = keras_resnets.CifarResNet(
-        depth=14,
+        depth=8,
         input_shape=(16, 16, 3),
         drop_path_rate=0.3,
         stochastic_depth_mode=mode,
@@ -289,7 +287,7 @@ def test_keras_round_trip_keeps_schedule_and_modes(tmp_path, mode, scale):
     loaded = keras.models.load_model(path)
     gates = [layer for layer in model.layers if isinstance(layer, StochasticDepth)]
     loaded_gates = [layer for layer in loaded.layers if isinstance(layer, StochasticDepth)]
-    assert len(gates) == len(loaded_gates) == 6
+    assert len(gates) == len(loaded_gates) == 3
     for a, b in zip(gates, loaded_gates, strict=True):
         assert (b.name, b.survival_probability, b.mode, b.scale, b.seed) == (
             a.name,
@@ -300,7 +298,7 @@ def test_keras_round_trip_keeps_schedule_and_modes(tmp_path, mode, scale):
         )
         assert b.branch.name == a.branch.name
     assert [g.survival_probability for g in loaded_gates] == pytest.approx(
-        survival_probabilities(6, 0.3)
+        survival_probabilities(3, 0.3)
     )
     x = np.random.default_rng(2).normal(size=(2, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(
@@ -314,12 +312,12 @@ def test_seeded_training_repeats_exactly():
     def run(seed):
         keras.utils.set_random_seed(0)
         model = keras_resnets.CifarResNet(
-            depth=14, input_shape=(8, 8, 3), drop_path_rate=0.5, stochastic_depth_seed=seed
+            depth=8, input_shape=(8, 8, 3), drop_path_rate=0.5, stochastic_depth_seed=seed
         )
         model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
         rng = np.random.default_rng(0)
-        x = rng.normal(size=(16, 8, 8, 3)).astype("float32")
-        y = rng.integers(0, 10, size=(16,))
+        x = rng.normal(size=(12, 8, 8, 3)).astype("float32")
+        y = rng.integers(0, 10, size=(12,))
         model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
         return [v.numpy() for v in model.weights]
 
