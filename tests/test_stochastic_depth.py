@@ -325,3 +325,26 @@ def test_seeded_training_repeats_exactly():
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_imagenet_bottleneck_network_gates_every_block():
+    model = keras_resnets.ResNet50(drop_path_rate=0.2, stochastic_depth_mode="sample")
+    assert trainable_count(model) == 25_557_032
+    gates = [layer for layer in model.layers if isinstance(layer, StochasticDepth)]
+    names = [
+        f"stage{s}_block{b}_add"
+        for s, n in zip((2, 3, 4, 5), (3, 4, 6, 3), strict=True)
+        for b in range(1, n + 1)
+    ]
+    assert [g.name for g in gates] == names
+    assert [g.survival_probability for g in gates] == pytest.approx(survival_probabilities(16, 0.2))
+    assert {(g.mode, g.scale) for g in gates} == {("sample", "train")}
+    # Projection shortcuts stay in the outer graph; the branch holds conv1..bn3.
+    assert isinstance(model.get_layer("stage3_block1_shortcut"), keras.layers.Conv2D)
+    assert [layer.name for layer in gates[4].branch.layers[1:]] == [
+        f"stage3_block2_{kind}{i}"
+        for i, kinds in ((1, "conv bn relu"), (2, "conv bn relu"), (3, "conv bn"))
+        for kind in kinds.split()
+    ]
+    with pytest.raises(ValueError, match="No layer named 'stage9_block1_conv1'"):
+        find_layer(model, "stage9_block1_conv1")
