@@ -176,6 +176,66 @@ def test_dropped_branch_is_skipped_in_graph_mode():
 # ---------------------------------------------------------------- models
 
 
+# Every residual family: a small member of each, built flat and with stochastic
+# depth. (name, builder, number of blocks)
+FAMILIES = [
+    ("resnet_v1_cifar", lambda **kw: keras_resnets.CifarResNet(20, **kw), 9),
+    (
+        "preact_cifar",
+        lambda **kw: keras_resnets.CifarResNet(20, unit="full_preactivation", **kw),
+        9,
+    ),
+    (
+        "preact_cifar_bottleneck",
+        lambda **kw: keras_resnets.CifarResNet(
+            29, block="bottleneck", unit="full_preactivation", **kw
+        ),
+        9,
+    ),
+]
+
+
+@pytest.mark.parametrize("builder, num_blocks", [pytest.param(b, n, id=i) for i, b, n in FAMILIES])
+def test_every_residual_family_takes_drop_path_rate(builder, num_blocks):
+    """Same weights, same inference outputs as the flat network (inverted scaling)."""
+    options = dict(input_shape=(16, 16, 3), classifier_activation=None)
+    flat = builder(**options)
+    model = builder(
+        drop_path_rate=0.4, stochastic_depth_scale="train", stochastic_depth_seed=0, **options
+    )
+    assert trainable_count(model) == trainable_count(flat)
+    gates = [layer for layer in model.layers if isinstance(layer, StochasticDepth)]
+    assert [g.survival_probability for g in gates] == pytest.approx(
+        survival_probabilities(num_blocks, 0.4)
+    )
+    rng = np.random.default_rng(3)
+    for layer in flat.layers:
+        if layer.weights:
+            weights = [
+                w + rng.normal(0, 0.05, w.shape).astype(w.dtype) for w in layer.get_weights()
+            ]
+            weights = [
+                np.abs(w) if "variance" in v.path else w
+                for w, v in zip(weights, layer.weights, strict=True)
+            ]
+            layer.set_weights(weights)
+            find_layer(model, layer.name).set_weights(weights)
+    x = rng.normal(size=(2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), flat.predict(x, verbose=0), rtol=1e-4, atol=1e-4
+    )
+    # Training really drops blocks: some draws give a different output.
+    outs = [model(x, training=True).numpy() for _ in range(3)]
+    assert any(not np.allclose(a, outs[0]) for a in outs[1:])
+
+
+def test_non_additive_shortcut_variants_refuse_stochastic_depth():
+    with pytest.raises(ValueError, match="drop_path_rate.*exclusive_gating"):
+        keras_resnets.ResNet20(drop_path_rate=0.2, shortcut_variant="exclusive_gating")
+    with pytest.raises(ValueError, match="drop_path_rate.*constant_scaling"):
+        keras_resnets.ResNet20(drop_path_rate=0.2, shortcut_variant="constant_scaling")
+
+
 def _branch_weights(model, block):
     branch = find_layer(model, f"{block}_branch")
     trainable = [v.numpy().copy() for v in branch.trainable_weights]

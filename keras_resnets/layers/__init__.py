@@ -1,6 +1,13 @@
 """Custom layers. Each is small, uses `keras.ops` only, and is registered for saving."""
 
+from keras_resnets.layers.highway import Highway, default_transform_bias
 from keras_resnets.layers.stochastic_depth import StochasticDepth, survival_probabilities
 from keras_resnets.layers.zero_pad_shortcut import ZeroPadShortcut
 
-__all__ = ["StochasticDepth", "ZeroPadShortcut", "survival_probabilities"]
+__all__ = [
+    "Highway",
+    "StochasticDepth",
+    "ZeroPadShortcut",
+    "default_transform_bias",
+    "survival_probabilities",
+]
