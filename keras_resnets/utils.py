@@ -1,10 +1,8 @@
-"""Small helpers shared by builders and layers: argument checks, nested layer look-up."""
+"""Small argument-checking helpers shared by builders and layers."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import keras
 
 
 def check_choice(argument: str, value, allowed: Iterable) -> None:
@@ -33,37 +31,53 @@ def check_fraction(argument: str, value, *, low: float, high: float, closed_high
     return float(value)
 
 
-def find_layer(model, name: str):
-    """Return the layer called `name` in `model` or in any model nested in it.
+def iter_layers(model):
+    """Yield every layer of `model`, nested ones included, depth first.
 
-    `model.get_layer` only sees the top level. With stochastic depth on, each
-    block's branch is a sub-model (`{block}_branch`) owned by the block's
-    `StochasticDepth` layer (`{block}_add`), so its convolutions and
-    BatchNormalization layers sit one level down; this finds them by the same
+    Functional models list only their top-level layers; blocks such as
+    `DenseBlock` hold their own sub-layers (`block1_layer3_conv2`, ...).
+    This walks both, so weights can be matched by name.
+
+    Args:
+        model: a `keras.Model` or layer.
+
+    Returns:
+        A generator of `keras.layers.Layer`, each once, in model order.
+
+    Example:
+        >>> names = [layer.name for layer in iter_layers(keras_resnets.DenseNet121())]
+        >>> "block1_layer3_conv2" in names
+        True
+    """
+    seen = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
+
+
+def find_layer(model, name: str):
+    """Return the layer called `name` anywhere in `model` (nested ones included).
+
+    `model.get_layer` only sees the top level. Layers inside a `DenseBlock`,
+    or inside the `{block}_branch` sub-model that a `StochasticDepth` layer
+    (`{block}_add`) owns when `drop_path_rate > 0`, are found by the same
     names as in the flat model.
 
     Args:
-        model: a `keras.Model` (or any layer with sub-layers).
-        name: the layer name, e.g. `"stage1_block1_conv1"`.
+        model: a `keras.Model`.
+        name: the layer name, e.g. `"block1_layer3_conv2"`.
 
     Returns:
-        The layer.
+        The `keras.layers.Layer`.
 
     Raises:
-        ValueError: no layer of that name exists at any depth.
+        ValueError: no layer has that name.
 
     Example:
-        >>> model = keras_resnets.ResNet20(drop_path_rate=0.5)
-        >>> find_layer(model, "stage1_block1_conv1").name
-        'stage1_block1_conv1'
+        >>> conv = find_layer(keras_resnets.DenseNet121(), "block1_layer3_conv2")
     """
-    pending = [model]
-    while pending:
-        layer = pending.pop(0)
-        if layer is not model and layer.name == name:
+    for layer in iter_layers(model):
+        if layer.name == name:
             return layer
-        pending.extend(getattr(layer, "layers", ()))
-        branch = getattr(layer, "branch", None)  # StochasticDepth's sub-model
-        if isinstance(branch, keras.layers.Layer):
-            pending.append(branch)
-    raise ValueError(f"No layer named {name!r} in model {model.name!r} or its sub-models.")
+    raise ValueError(f"No layer named {name!r} in model {model.name!r}.")

@@ -192,6 +192,23 @@ FAMILIES = [
         ),
         9,
     ),
+    (
+        "resnext_cifar",
+        lambda **kw: keras_resnets.CifarResNeXt(depth=11, cardinality=2, base_width=4, **kw),
+        3,
+    ),
+    (
+        "resnext_cifar_form_a",
+        lambda **kw: keras_resnets.CifarResNeXt(
+            depth=11, cardinality=2, base_width=4, form="a", **kw
+        ),
+        3,
+    ),
+    (
+        "wide_resnet",
+        lambda **kw: keras_resnets.WideResNet(depth=16, width=2, dropout_rate=0.0, **kw),
+        6,
+    ),
 ]
 
 
@@ -227,6 +244,31 @@ def test_every_residual_family_takes_drop_path_rate(builder, num_blocks):
     # Training really drops blocks: some draws give a different output.
     outs = [model(x, training=True).numpy() for _ in range(3)]
     assert any(not np.allclose(a, outs[0]) for a in outs[1:])
+
+
+def test_imagenet_resnext_and_wide_resnet_take_drop_path_rate():
+    for builder, count in (
+        (keras_resnets.ResNeXt50_32x4d, 25_028_904),
+        (keras_resnets.WideResNet50_2, 68_883_240),
+    ):
+        model = builder(drop_path_rate=0.1)
+        assert trainable_count(model) == count
+        gates = [layer for layer in model.layers if isinstance(layer, StochasticDepth)]
+        assert [g.survival_probability for g in gates] == pytest.approx(
+            survival_probabilities(16, 0.1)
+        )
+
+
+def test_wide_resnet_identity_blocks_skip_their_preactivation():
+    model = keras_resnets.WideResNet(depth=16, width=1, drop_path_rate=0.5)
+    # stage1_block1 keeps 16 channels: identity shortcut, BN-ReLU inside the branch.
+    inner = [layer.name for layer in find_layer(model, "stage1_block2_branch").layers[1:]]
+    assert inner[:2] == ["stage1_block2_bn1", "stage1_block2_relu1"]
+    # stage2_block1 projects: the pre-activation feeds both paths, outside the branch.
+    assert model.get_layer("stage2_block1_relu1") is not None
+    assert "stage2_block1_bn1" not in [
+        layer.name for layer in find_layer(model, "stage2_block1_branch").layers
+    ]
 
 
 def test_non_additive_shortcut_variants_refuse_stochastic_depth():
