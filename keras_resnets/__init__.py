@@ -7,12 +7,29 @@ Every builder has the keras.applications signature::
 
 `list_models()` names them all and `get_model(name, **kwargs)` builds one by
 name.
+`export_saved_model` writes a TensorFlow Serving export; `feature_extractor`,
+`freeze` and `replace_head` are the transfer-learning helpers.
 """
 
 __version__ = "0.1.0"
 
 from keras_resnets import layers  # noqa: E402,F401
+from keras_resnets.export import export_saved_model  # noqa: E402
 from keras_resnets.models import *  # noqa: E402,F401,F403
 from keras_resnets.models import __all__ as _model_names  # noqa: E402
+from keras_resnets.transfer import (  # noqa: E402
+    feature_extractor,
+    freeze,
+    replace_head,
+    stage_outputs,
+)
 
-__all__ = ["layers", *_model_names]
+__all__ = [
+    "layers",
+    "export_saved_model",
+    "feature_extractor",
+    "freeze",
+    "replace_head",
+    "stage_outputs",
+    *_model_names,
+]
