@@ -29,6 +29,11 @@ def _walk(model: keras.Model):
             yield from _walk(layer)
 
 
+def _inputs(model: keras.Model):
+    """The model's input tensor (or list of them), as it was built."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+
 def _find_backbone(model: keras.Model) -> keras.Model:
     """The (possibly nested) functional model holding the stage layers."""
     if not isinstance(model, keras.Model):
@@ -131,7 +136,7 @@ def feature_extractor(
                 f"Unknown stage {stage!r} in `stages` for model {backbone.name!r}: "
                 f"available stages are {', '.join(available)} (or any layer name)."
             )
-    return keras.Model(backbone.inputs, outputs, name=name or f"{model.name}_features")
+    return keras.Model(_inputs(backbone), outputs, name=name or f"{model.name}_features")
 
 
 def _stage_of(layer_name: str, last_stage: int) -> int | None:
@@ -251,4 +256,4 @@ def replace_head(
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(classes, activation=classifier_activation, name="head_fc")(x)
-    return keras.Model(backbone.inputs, outputs, name=name or model.name)
+    return keras.Model(_inputs(backbone), outputs, name=name or model.name)
