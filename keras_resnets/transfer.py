@@ -105,8 +105,8 @@ def feature_extractor(
     Example:
         >>> backbone = keras_resnets.ResNet50(include_top=False, input_shape=(None, None, 3))
         >>> features = keras_resnets.feature_extractor(backbone, ("stage3", "stage5"))
-        >>> {k: v.shape for k, v in features(np.zeros((1, 224, 224, 3))).items()}
-        {'stage3': TensorShape([1, 28, 28, 512]), 'stage5': TensorShape([1, 7, 7, 2048])}
+        >>> {k: v.shape for k, v in features.output.items()}
+        {'stage3': (None, None, None, 512), 'stage5': (None, None, None, 2048)}
     """
     backbone = _find_backbone(model)
     available = stage_outputs(backbone)
