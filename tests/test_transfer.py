@@ -199,3 +199,32 @@ def test_pretrained_frozen_backbone_beats_a_random_one(digits_32):
     print(f"digits 5-9, frozen backbone: pretrained on 0-4 {pretrained:.3f}, random {random:.3f}")
     assert pretrained > random + 0.2
     assert pretrained > 0.6
+
+
+def test_transfer_model_loads_replaces_and_freezes(tmp_path):
+    from training.transfer import transfer_model
+
+    source = keras_resnets.CifarResNet(8, classes=5)
+    path = tmp_path / "source.keras"
+    source.save(path)
+    model = transfer_model(
+        str(path), num_classes=3, channels=3, image_size=32, new_classes=3, freeze_until="all"
+    )
+    assert model.output_shape == (None, 3)
+    assert [w.path for w in model.trainable_weights] == ["head_fc/kernel", "head_fc/bias"]
+    np.testing.assert_array_equal(
+        model.get_layer("stage3_block1_conv2").get_weights()[0],
+        source.get_layer("stage3_block1_conv2").get_weights()[0],
+    )
+    kept = transfer_model(str(path), num_classes=5, channels=3)
+    assert kept.output_shape == (None, 5) and len(kept.trainable_weights) == len(
+        source.trainable_weights
+    )
+    with pytest.raises(ValueError, match="--new-classes 3"):
+        transfer_model(str(path), num_classes=3, channels=3)
+    with pytest.raises(ValueError, match="64x64"):
+        transfer_model(str(path), num_classes=5, channels=3, image_size=64)
+    with pytest.raises(ValueError, match="missing.keras"):
+        transfer_model(str(tmp_path / "missing.keras"), num_classes=5, channels=3)
+    with pytest.raises(ValueError, match="stage1, stage2, stage3"):
+        transfer_model(str(path), num_classes=5, channels=3, freeze_until="stage5")
