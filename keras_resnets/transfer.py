@@ -17,8 +17,24 @@ from keras_resnets.utils import check_int
 
 __all__ = ["feature_extractor", "freeze", "replace_head", "stage_outputs"]
 
+# A stage ends with its last block's output layer. DenseNet names its dense
+# blocks `block{i}` (one DenseBlock layer each) and the transitions between
+# them `transition{i}_*`; block i is stage i + 1 on ImageNet models (a stride
+# 4 stem, so that block 1 is C2) and stage i on CIFAR models.
 _BLOCK_OUT = re.compile(r"^stage(\d+)_block(\d+)_out$")
+_DENSE_BLOCK = re.compile(r"^block(\d+)$")
 _STAGE = re.compile(r"^stage(\d+)_")
+_DENSE_MEMBER = re.compile(r"^block(\d+)(?:_|$)")
+_TRANSITION = re.compile(r"^transition(\d+)_")
+_TAIL = ("post_", "final_")  # the final BN-ReLU of pre-activation networks
+
+
+def _is_stage_output(name: str) -> bool:
+    return bool(_BLOCK_OUT.match(name) or _DENSE_BLOCK.match(name))
+
+
+def _dense_offset(backbone: keras.Model) -> int:
+    return 1 if any(layer.name == "stem_pool" for layer in backbone.layers) else 0
 
 
 def _walk(model: keras.Model):
@@ -39,7 +55,7 @@ def _find_backbone(model: keras.Model) -> keras.Model:
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model, got {type(model).__name__}.")
     for layer, owner in _walk(model):
-        if _BLOCK_OUT.match(layer.name):
+        if _is_stage_output(layer.name):
             return owner
     raise ValueError(
         f"Model {model.name!r} has no `stage{{s}}_block{{b}}_out` layers: it was not "
@@ -50,7 +66,8 @@ def _find_backbone(model: keras.Model) -> keras.Model:
 def stage_outputs(model: keras.Model) -> dict[str, keras.layers.Layer]:
     """Map each stage name to the layer that ends it.
 
-    A stage ends with its last block's output layer `stage{s}_block{b}_out`.
+    A stage ends with its last block's output layer `stage{s}_block{b}_out`
+    (on DenseNets, its dense block `block{i}`).
 
     Args:
         model: a model built by keras_resnets (or one that wraps such a
@@ -64,13 +81,18 @@ def stage_outputs(model: keras.Model) -> dict[str, keras.layers.Layer]:
         ['stage1', 'stage2', 'stage3']
     """
     backbone = _find_backbone(model)
+    offset = _dense_offset(backbone)
     last: dict[int, tuple[int, keras.layers.Layer]] = {}
     for layer in backbone.layers:
         match = _BLOCK_OUT.match(layer.name)
         if match:
             stage, block = int(match.group(1)), int(match.group(2))
-            if stage not in last or block > last[stage][0]:
-                last[stage] = (block, layer)
+        elif match := _DENSE_BLOCK.match(layer.name):
+            stage, block = int(match.group(1)) + offset, 0
+        else:
+            continue
+        if stage not in last or block > last[stage][0]:
+            last[stage] = (block, layer)
     return {f"stage{stage}": last[stage][1] for stage in sorted(last)}
 
 
@@ -139,16 +161,39 @@ def feature_extractor(
     return keras.Model(_inputs(backbone), outputs, name=name or f"{model.name}_features")
 
 
-def _stage_of(layer_name: str, last_stage: int) -> int | None:
+def _stage_of(layer_name: str, last_stage: int, offset: int) -> int | None:
     """The stage a layer belongs to: 0 for the stem, None for head and others."""
     if layer_name.startswith("stem"):
         return 0
-    match = _STAGE.match(layer_name)
-    if match:
+    if match := _STAGE.match(layer_name):
         return int(match.group(1))
-    if layer_name.startswith("post_"):
+    if match := _DENSE_MEMBER.match(layer_name):
+        return int(match.group(1)) + offset
+    if match := _TRANSITION.match(layer_name):
+        # A transition downsamples into the next dense block: it starts that stage.
+        return int(match.group(1)) + 1 + offset
+    if layer_name.startswith(_TAIL):
         return last_stage
     return None
+
+
+def _freeze_layer(layer: keras.layers.Layer, freeze_batchnorm: bool) -> None:
+    if isinstance(layer, keras.layers.BatchNormalization):
+        if freeze_batchnorm:
+            layer.trainable = False
+        return
+    inner = [
+        sub
+        for sub in layer._flatten_layers(include_self=False, recursive=True)
+        if isinstance(sub, keras.layers.BatchNormalization)
+    ]
+    if freeze_batchnorm or not inner:
+        layer.trainable = False
+        return
+    # A composite layer (a DenseBlock) with BN inside: freeze all but its BN.
+    for sub in layer._flatten_layers(include_self=False, recursive=True):
+        if not sub._layers and not isinstance(sub, keras.layers.BatchNormalization):
+            sub.trainable = False
 
 
 def freeze(model: keras.Model, until: str = "stage4", freeze_batchnorm: bool = True) -> keras.Model:
@@ -168,7 +213,8 @@ def freeze(model: keras.Model, until: str = "stage4", freeze_batchnorm: bool = T
             stage and a pre-activation network's final `post_*` BN-ReLU).
         freeze_batchnorm: also freeze the BatchNormalization layers of the
             frozen part. False leaves them trainable (their scale and offset
-            learn, and their statistics follow the new data).
+            learn, and their statistics follow the new data), including the
+            BN layers inside composite layers such as `DenseBlock`.
 
     Returns:
         `model` itself (frozen in place), for chaining.
@@ -197,13 +243,11 @@ def freeze(model: keras.Model, until: str = "stage4", freeze_batchnorm: bool = T
             f"Unknown `until` {until!r} for model {backbone.name!r}: use 'stem', 'all' or "
             f"a stage: {', '.join(available)}."
         )
+    offset = _dense_offset(backbone)
     for layer in backbone.layers:
-        stage = _stage_of(layer.name, last_stage)
-        if stage is None or stage > limit:
-            continue
-        if not freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        layer.trainable = False
+        stage = _stage_of(layer.name, last_stage, offset)
+        if stage is not None and stage <= limit:
+            _freeze_layer(layer, freeze_batchnorm)
     return model
 
 
