@@ -12,38 +12,74 @@ from keras_resnets.models.registry import model_info
 FAST_MODELS = [name for name in keras_resnets.list_models() if not model_info(name).slow]
 
 
+def _smallest_per_family() -> list[str]:
+    best: dict[str, str] = {}
+    for name in FAST_MODELS:
+        family = model_info(name).family
+        if family not in best or model_info(name).num_params < model_info(best[family]).num_params:
+            best[family] = name
+    return sorted(best.values())
+
+
+FAMILY_MODELS = _smallest_per_family()
+
+
+def _is_cifar(name: str) -> bool:
+    return model_info(name).input_size <= 64
+
+
 def _stride(name: str, stage: str) -> int:
     """Output stride of a stage: ImageNet stages 2-5 are C2-C5, CIFAR stages 1-3."""
     number = int(stage[len("stage") :])
-    return 2**number if model_info(name).input_size > 64 else 2 ** (number - 1)
+    return 2 ** (number - 1) if _is_cifar(name) else 2**number
+
+
+def _stages(name: str) -> list[str]:
+    if _is_cifar(name):
+        return ["stage1", "stage2", "stage3"]
+    return ["stage2", "stage3", "stage4", "stage5"]
 
 
 @pytest.mark.parametrize("name", FAST_MODELS)
-def test_headless_any_size_pooled_model_and_its_stages(name):
+def test_every_builder_without_top_gives_pooled_features_and_stages(name):
+    size = 2 * _stride(name, _stages(name)[-1])  # the smallest size keeping 2x2 at the end
     model = keras_resnets.get_model(
-        name, include_top=False, pooling="avg", input_shape=(None, None, 3)
+        name, include_top=False, pooling="avg", input_shape=(size, size, 3)
     )
-    assert model.output_shape[-1] == model.get_layer("head_pool").input.shape[-1]
     assert isinstance(model.get_layer("head_pool"), keras.layers.GlobalAveragePooling2D)
     assert "head_fc" not in {layer.name for layer in model.layers}
-
-    features = keras_resnets.feature_extractor(model)
-    stages = list(features.output)
-    expected = ["stage2", "stage3", "stage4", "stage5"]
-    if model_info(name).input_size <= 64:
-        expected = ["stage1", "stage2", "stage3"]
-    assert stages == expected
-    size = 2 * _stride(name, stages[-1])  # the smallest size keeping 2x2 at the end
-    outputs = features(np.zeros((1, size, size, 3), "float32"), training=False)
-    for stage in stages:
+    features = keras_resnets.feature_extractor(model).output
+    assert list(features) == _stages(name)
+    for stage, tensor in features.items():
         height = size // _stride(name, stage)
-        assert tuple(outputs[stage].shape[:3]) == (1, height, height), (stage, outputs[stage].shape)
-    # The pooled vector is the last stage's feature map, averaged.
-    np.testing.assert_allclose(
-        model(np.zeros((1, size, size, 3), "float32"), training=False),
-        np.mean(outputs[stages[-1]], axis=(1, 2)),
-        atol=1e-5,
-    )
+        assert tuple(tensor.shape[:3]) == (None, height, height), (stage, tensor.shape)
+    # The pooled vector has the channels of the last stage's feature map (or
+    # of the final BN-ReLU that follows it, which keeps the channel count).
+    assert model.output_shape == (None, features[_stages(name)[-1]].shape[-1])
+
+
+@pytest.mark.parametrize("name", FAMILY_MODELS)
+def test_any_size_features_and_pooling_per_family(name):
+    model = keras_resnets.get_model(name, include_top=False, input_shape=(None, None, 3))
+    assert model.output_shape[1:3] == (None, None)
+    stages = _stages(name)
+    features = keras_resnets.feature_extractor(model, stages)
+    size = 2 * _stride(name, stages[-1])
+    x = np.random.default_rng(0).normal(size=(1, size + 8, size, 3)).astype("float32")
+    maps = features(x, training=False)
+    for stage in stages:
+        stride = _stride(name, stage)
+        assert maps[stage].shape[1:3] == (-(-(size + 8) // stride), size // stride), stage
+    for pooling, reduce in (("avg", np.mean), ("max", np.max)):
+        pooled = keras_resnets.get_model(
+            name, include_top=False, pooling=pooling, input_shape=(None, None, 3)
+        )
+        pooled.set_weights(model.get_weights())
+        np.testing.assert_allclose(
+            pooled(x, training=False),
+            reduce(np.asarray(model(x, training=False)), axis=(1, 2)),
+            atol=1e-5,
+        )
 
 
 @pytest.mark.parametrize(
@@ -59,18 +95,6 @@ def test_stage_channels_are_the_papers(name, channels):
     features = keras_resnets.feature_extractor(model)
     assert {stage: tensor.shape[-1] for stage, tensor in features.output.items()} == channels
     assert keras_resnets.stage_outputs(model)[list(channels)[-1]].name.endswith("_out")
-
-
-@pytest.mark.parametrize("pooling, rank", [(None, 4), ("avg", 2), ("max", 2)])
-def test_pooling_options(pooling, rank):
-    model = keras_resnets.ResNet20(include_top=False, pooling=pooling)
-    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
-    out = np.asarray(model(x, training=False))
-    assert out.ndim == rank
-    if pooling is not None:
-        maps = np.asarray(keras_resnets.feature_extractor(model, "stage3")(x)["stage3"])
-        reduce = np.mean if pooling == "avg" else np.max
-        np.testing.assert_allclose(out, reduce(maps, axis=(1, 2)), atol=1e-5)
 
 
 def test_bad_stage_names_list_the_available_ones():
@@ -96,10 +120,14 @@ def test_feature_extractor_finds_a_nested_backbone():
     assert [w.path for w in model.trainable_weights] == ["mine/kernel", "mine/bias"]
 
 
-def _weights_by_layer(model):
-    return {
-        layer.name: [np.array(w) for w in layer.weights] for layer in model.layers if layer.weights
-    }
+def _leaf_weights(model):
+    """`{(top-level layer, leaf layer): [arrays]}` for every leaf layer with weights."""
+    out = {}
+    for layer in model.layers:
+        for leaf in layer._flatten_layers(include_self=True, recursive=True):
+            if leaf.weights and not leaf._layers:
+                out[(layer.name, leaf.name)] = (leaf, [np.array(w) for w in leaf.weights])
+    return out
 
 
 def _fit_a_few_steps(model, classes=3, steps=3):
@@ -110,24 +138,39 @@ def _fit_a_few_steps(model, classes=3, steps=3):
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
 
 
+def small_models():
+    """Small CIFAR networks for each layer naming the helpers must understand.
+
+    Each entry: a factory and the layer-name prefixes `freeze(until="stage2")`
+    must freeze.
+    """
+    return {
+        "resnet8": (lambda: keras_resnets.CifarResNet(8), ("stem", "stage1_", "stage2_")),
+    }
+
+
 @pytest.mark.parametrize("freeze_batchnorm", [True, False])
-def test_frozen_batchnorm_keeps_its_statistics_under_fit(freeze_batchnorm):
+@pytest.mark.parametrize("family", sorted(small_models()))
+def test_frozen_batchnorm_keeps_its_statistics_under_fit(family, freeze_batchnorm):
     keras.utils.set_random_seed(0)
-    model = keras_resnets.replace_head(keras_resnets.CifarResNet(8), classes=3)
+    factory, frozen_prefixes = small_models()[family]
+    model = keras_resnets.replace_head(factory(), classes=3)
     keras_resnets.freeze(model, until="stage2", freeze_batchnorm=freeze_batchnorm)
-    before = _weights_by_layer(model)
+    before = _leaf_weights(model)
     _fit_a_few_steps(model)
-    after = _weights_by_layer(model)
-    for name, weights in before.items():
-        changed = any(not np.array_equal(a, b) for a, b in zip(weights, after[name], strict=True))
-        frozen_stage = name.startswith(("stem", "stage1", "stage2"))
-        is_bn = isinstance(model.get_layer(name), keras.layers.BatchNormalization)
-        if frozen_stage and (freeze_batchnorm or not is_bn):
-            assert not changed, f"{name} is frozen but changed"
-        else:
-            # Trainable layers, and with freeze_batchnorm=False the BN layers of
-            # the frozen stages (statistics follow the new data), all change.
-            assert changed, f"{name} should have trained"
+    after = _leaf_weights(model)
+    checked = {True: 0, False: 0}
+    for key, (leaf, weights) in before.items():
+        new = after[key][1]
+        changed = any(not np.array_equal(a, b) for a, b in zip(weights, new, strict=True))
+        in_frozen_part = key[0].startswith(frozen_prefixes)
+        is_bn = isinstance(leaf, keras.layers.BatchNormalization)
+        should_change = not in_frozen_part or (is_bn and not freeze_batchnorm)
+        # Trainable layers, and with freeze_batchnorm=False the BN layers of
+        # the frozen stages (statistics follow the new data), all change.
+        assert changed == should_change, f"{key}: changed={changed}"
+        checked[in_frozen_part] += 1
+    assert checked[True] and checked[False]
 
 
 def test_freeze_until_counts_exactly_the_later_stages():
