@@ -233,9 +233,10 @@ def export_saved_model(
     - `serve_bytes`: `image_bytes`, string `[batch]` of encoded JPEG, PNG,
       GIF or BMP files (each of its own size).
 
-    Images are centrally cropped (`crop_fraction`), resized bilinearly to
-    `input_size` and normalised (`preprocessing`) inside the graph. A model
-    ending in a linear classifier (logits) gets a softmax.
+    Images are resized bilinearly to `input_size` (or, with `crop_fraction`,
+    resized on their shorter side and centrally cropped) and normalised
+    (`preprocessing`) inside the graph. A model ending in a linear
+    classifier (logits) gets a softmax.
 
     Args:
         model: a classifier: one image input, one `(batch, classes)` output.
@@ -254,8 +255,11 @@ def export_saved_model(
         class_names: one name per class (a list, or the path of a text file
             with one name per line); adds `top_k_classes` and
             `assets/class_names.txt`.
-        crop_fraction: central crop before resizing (e.g. 0.875 for the
-            ImageNet "resize 256, crop 224" evaluation); None for no crop.
+        crop_fraction: ImageNet-style evaluation: resize the shorter side
+            to `input_size / crop_fraction` keeping the aspect ratio, then
+            take the central `input_size` crop (0.875: "resize 256, crop
+            224", as the trainer evaluates). None (default): resize to
+            `input_size` directly.
         overwrite: replace an existing version instead of raising.
         warmup: write `assets.extra/tf_serving_warmup_requests` (needs the
             `tensorflow-serving-api` package: `pip install keras_resnets[serving]`).
@@ -389,9 +393,18 @@ def _serving_module(tf, model, *, channels, size, spec, top_k, labels_path, crop
 
     def resize(images):
         # images: float32 [batch, h, w, c] (or [h, w, c]), pixel values in [0, 255].
-        if crop_fraction is not None and crop_fraction < 1:
-            images = tf.image.central_crop(images, crop_fraction)
-        return tf.image.resize(images, (height, width), method="bilinear")
+        if crop_fraction is None:
+            return tf.image.resize(images, (height, width), method="bilinear")
+        # ImageNet-style evaluation: shorter side to size / crop_fraction
+        # (256 for 224 at 0.875), then the central height x width crop.
+        shorter = int(round(max(height, width) / crop_fraction))
+        shape = tf.cast(tf.shape(images)[-3:-1], tf.float32)
+        new = tf.cast(tf.round(shape * (shorter / tf.reduce_min(shape))), tf.int32)
+        new = tf.maximum(new, [height, width])
+        images = tf.image.resize(images, new, method="bilinear")
+        top = (new[0] - height) // 2
+        left = (new[1] - width) // 2
+        return tf.image.crop_to_bounding_box(images, top, left, height, width)
 
     def classify(images):
         x = (images * scale - mean) / std

@@ -364,6 +364,18 @@ def test_any_size_model_needs_input_size_and_torch_preprocessing(tmp_path):
     np.testing.assert_allclose(got["probabilities"].numpy(), want, atol=1e-5)
 
 
+def test_crop_fraction_is_the_imagenet_evaluation_crop(tmp_path):
+    model = keras_resnets.CifarResNet(8)
+    _randomise_batchnorm(model)
+    path = export_saved_model(model, tmp_path / "m", crop_fraction=0.875, warmup=False)
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 40, 60, 3)).astype("float32")
+    got = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(pixels))
+    # Shorter side 40 -> round(32 / 0.875) = 37, so 40x60 -> 37x56, then the central 32x32.
+    resized = tf.image.resize(pixels, (37, 56)).numpy()[:, 2:34, 12:44]
+    want = model.predict(resized / 255.0, verbose=0)
+    np.testing.assert_allclose(got["probabilities"].numpy(), want, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

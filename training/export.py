@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop-fraction",
         type=float,
         default=None,
-        help="central crop before resizing, e.g. 0.875",
+        help="ImageNet-style: resize the shorter side to size / F, then center-crop "
+        "(0.875 = resize 256, crop 224)",
     )
     parser.add_argument("--top-k", type=int, default=5, help="top classes returned (default 5)")
     parser.add_argument(
