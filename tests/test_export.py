@@ -209,6 +209,7 @@ def exported(tmp_path_factory):
     served = json.loads(response.read_text())
     return {
         "model": model,
+        "model_path": model_path,
         "base": base,
         "version_dir": base / "1",
         "images": images,
@@ -399,6 +400,15 @@ def test_a_model_without_its_classifier_is_refused(tmp_path):
     model = keras_resnets.CifarResNet(8, include_top=False, pooling="avg")
     with pytest.raises(ValueError, match="include_top"):
         export_saved_model(model, tmp_path / "m")
+
+
+def test_cli_never_overwrites_a_version_unless_asked(exported, capsys):
+    argv = ["--model", str(exported["model_path"]), "--export-base", str(exported["base"])]
+    stamp = os.stat(exported["version_dir"] / "saved_model.pb").st_mtime_ns
+    assert export_cli.main([*argv, "--version", "1", "--no-warmup"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert os.stat(exported["version_dir"] / "saved_model.pb").st_mtime_ns == stamp
+    assert sorted(os.listdir(exported["base"])) == ["1"]
 
 
 def test_cli_reports_a_bad_model_file(tmp_path, capsys):
