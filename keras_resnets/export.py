@@ -244,10 +244,11 @@ def export_saved_model(
         version: the version number (an int >= 0). Default: one above the
             highest version present, or 1.
         preprocessing: how pixels in [0, 255] become model inputs, as
-            `(pixels * scale - mean) / std`: `"unit"` ([0, 1], the default,
-            what the trainer's digits models use), `"torch"` (ImageNet mean
-            and std on [0, 1]), `"tf"` ([-1, 1]), `"none"` (raw [0, 255]),
-            or a dict with `scale`, `mean` and `std` (per channel or one value).
+            `(pixels * scale - mean) / std`: `"unit"` ([0, 1], the
+            default), `"torch"` (ImageNet mean and std on [0, 1]), `"tf"`
+            ([-1, 1]), `"none"` (raw [0, 255]), or a dict with `scale`,
+            `mean` and `std` (per channel or one value). Use what the model
+            was trained with.
         input_size: the height and width images are resized to (int or
             pair). Default: the model's input size; required when the model
             takes any size.
