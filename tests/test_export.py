@@ -135,13 +135,18 @@ def _write_images(directory: pathlib.Path) -> list[str]:
     return paths
 
 
-def _expected(model: keras.Model, path: str, size=(32, 32)) -> np.ndarray:
+# The CLI export normalises as the trainer does, (pixels / 255 - mean) / std.
+MEAN, STD = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
+
+
+def _expected(model: keras.Model, path: str, size=(32, 32), mean=0.0, std=1.0) -> np.ndarray:
     """The Keras model's probabilities on one image file, preprocessed by hand."""
     pixels = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image = tf.cast(pixels, tf.float32)[None]
     if tuple(image.shape[1:3]) != size:
         image = tf.image.resize(image, size, method="bilinear")
-    return model.predict(image.numpy() / 255.0, verbose=0)[0]
+    x = (image.numpy() / 255.0 - np.float32(mean)) / np.float32(std)
+    return model.predict(x, verbose=0)[0]
 
 
 def custom_layer_models() -> list[keras.Model]:
@@ -166,7 +171,11 @@ def exported(tmp_path_factory):
     labels.write_text("\n".join(CLASS_NAMES) + "\n", encoding="utf-8")
     base = root / "models" / "resnet8"
     code = export_cli.main(
-        ["--model", str(model_path), "--export-base", str(base), "--class-names", str(labels)]
+        [
+            *("--model", str(model_path), "--export-base", str(base)),
+            *("--class-names", str(labels)),
+            *("--mean", ",".join(map(str, MEAN)), "--std", ",".join(map(str, STD))),
+        ]
     )
     assert code == 0
 
@@ -236,7 +245,7 @@ def test_served_probabilities_equal_the_keras_model(exported):
     assert exported["served"]["modules"] == []  # no keras_resnets in the serving process
     model = exported["model"]
     for index, path in enumerate(exported["images"]):
-        want = _expected(model, path)
+        want = _expected(model, path, mean=MEAN, std=STD)
         assert want.max() > 0.3, "the test model should not be near-uniform"
         for signature in SIGNATURES:
             got = served[signature][index]

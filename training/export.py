@@ -27,6 +27,15 @@ def _input_size(text: str):
     raise argparse.ArgumentTypeError(f"--input-size must be N or HxW, got {text!r}")
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of `python -m training.export`."""
     from keras_resnets.export import PREPROCESSING
@@ -51,6 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="unit",
         choices=sorted(PREPROCESSING),
         help="pixel normalisation done in the graph (default: unit, pixels / 255)",
+    )
+    parser.add_argument(
+        "--mean",
+        type=_floats,
+        default=None,
+        help="per-channel mean on the [0, 1] scale, e.g. 0.43,0.43,0.43 (with --std: "
+        "(pixels / 255 - mean) / std, as the trainer normalises; replaces --preprocessing)",
+    )
+    parser.add_argument(
+        "--std", type=_floats, default=None, help="per-channel std on the [0, 1] scale"
     )
     parser.add_argument(
         "--input-size",
@@ -87,6 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --model file {args.model!r} does not exist", file=sys.stderr)
         return 2
 
+    preprocessing = args.preprocessing
+    if (args.mean is None) != (args.std is None):
+        print("error: --mean and --std go together", file=sys.stderr)
+        return 2
+    if args.mean is not None:
+        preprocessing = {"scale": 1.0 / 255.0, "mean": args.mean, "std": args.std}
+
     import keras
 
     import keras_resnets  # noqa: F401  (registers the custom layers)
@@ -101,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             model,
             args.export_base,
             version=args.version,
-            preprocessing=args.preprocessing,
+            preprocessing=preprocessing,
             input_size=args.input_size,
             top_k=args.top_k,
             class_names=args.class_names,
