@@ -146,6 +146,11 @@ def small_models():
     """
     return {
         "resnet8": (lambda: keras_resnets.CifarResNet(8), ("stem", "stage1_", "stage2_")),
+        # Stage 2 of a CIFAR DenseNet is transition 1 and dense block 2.
+        "densenet10": (
+            lambda: keras_resnets.CifarDenseNet(depth=10, growth_rate=4),
+            ("stem", "block1", "transition1_", "block2"),
+        ),
     }
 
 
