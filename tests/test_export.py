@@ -154,6 +154,7 @@ def custom_layer_models() -> list[keras.Model]:
     return [
         keras_resnets.CifarHighwayNet(depth=8),  # Highway
         keras_resnets.CifarDenseNet(depth=10, growth_rate=4),  # DenseBlock
+        keras_resnets.CifarResNeXt(depth=11, cardinality=4, base_width=4),  # GroupedConv2D
     ]
 
 
