@@ -6,9 +6,10 @@ Every builder has the keras.applications signature::
     model = keras_resnets.ResNet50(include_top=False, pooling="avg")
 
 `list_models()` names them all and `get_model(name, **kwargs)` builds one by
-name.
-`export_saved_model` writes a TensorFlow Serving export; `feature_extractor`,
-`freeze` and `replace_head` are the transfer-learning helpers.
+name. `preprocess_input` and `decode_predictions` go with the pretrained
+ImageNet weights (`weights="imagenet"`). `export_saved_model` writes a
+TensorFlow Serving export; `feature_extractor`, `freeze` and `replace_head`
+are the transfer-learning helpers.
 """
 
 __version__ = "0.1.0"
@@ -17,6 +18,7 @@ from keras_resnets import layers  # noqa: E402,F401
 from keras_resnets.export import export_saved_model  # noqa: E402
 from keras_resnets.models import *  # noqa: E402,F401,F403
 from keras_resnets.models import __all__ as _model_names  # noqa: E402
+from keras_resnets.preprocessing import decode_predictions, preprocess_input  # noqa: E402
 from keras_resnets.transfer import (  # noqa: E402
     feature_extractor,
     freeze,
@@ -25,10 +27,12 @@ from keras_resnets.transfer import (  # noqa: E402
 )
 
 __all__ = [
-    "layers",
+    "decode_predictions",
     "export_saved_model",
     "feature_extractor",
     "freeze",
+    "layers",
+    "preprocess_input",
     "replace_head",
     "stage_outputs",
     *_model_names,
