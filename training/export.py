@@ -1,6 +1,6 @@
 """Export a trained `.keras` model for TensorFlow Serving.
 
-    python -m training.export --model runs/demo/resnet20_digits.keras \\
+    python -m training.export --model runs/demo/model.keras \\
         --export-base /srv/models/resnet20 [--version N]
 
 writes `/srv/models/resnet20/<N>/` (N defaults to one above the highest
