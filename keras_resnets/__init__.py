@@ -7,14 +7,38 @@ Every builder has the keras.applications signature::
 
 `list_models()` names them all and `get_model(name, **kwargs)` builds one by
 name. `preprocess_input` and `decode_predictions` go with the pretrained
-ImageNet weights (`weights="imagenet"`).
+ImageNet weights (`weights="imagenet"`). `export_saved_model` writes a
+TensorFlow Serving export; `feature_extractor`, `freeze` and `replace_head`
+are the transfer-learning helpers.
 """
 
 __version__ = "0.1.0"
 
 from keras_resnets import layers  # noqa: E402,F401
+from keras_resnets.export import export_saved_model  # noqa: E402
+from keras_resnets.layers import StochasticDepth, survival_probabilities  # noqa: E402
 from keras_resnets.models import *  # noqa: E402,F401,F403
 from keras_resnets.models import __all__ as _model_names  # noqa: E402
 from keras_resnets.preprocessing import decode_predictions, preprocess_input  # noqa: E402
+from keras_resnets.transfer import (  # noqa: E402
+    feature_extractor,
+    freeze,
+    replace_head,
+    stage_outputs,
+)
+from keras_resnets.utils import find_layer  # noqa: E402
 
-__all__ = ["decode_predictions", "layers", "preprocess_input", *_model_names]
+__all__ = [
+    "StochasticDepth",
+    "decode_predictions",
+    "export_saved_model",
+    "feature_extractor",
+    "find_layer",
+    "freeze",
+    "layers",
+    "preprocess_input",
+    "replace_head",
+    "stage_outputs",
+    "survival_probabilities",
+    *_model_names,
+]

@@ -11,9 +11,11 @@ as torchvision does, so converted PyTorch weights give identical outputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 
-from keras_resnets.layers import GroupedConv2D, Highway, ZeroPadShortcut
+from keras_resnets.layers import GroupedConv2D, Highway, StochasticDepth, ZeroPadShortcut
 from keras_resnets.utils import check_choice
 
 BN_EPSILON = 1e-5
@@ -159,6 +161,9 @@ SHORTCUT_VARIANTS = (
     "conv_shortcut",
     "dropout_shortcut",
 )
+# Shortcut variants whose merge is a plain addition: the ones stochastic
+# depth can gate (a dropped block passes the shortcut alone).
+ADDITIVE_VARIANTS = ("identity", "conv_shortcut", "dropout_shortcut")
 GATE_BIAS = -6.0
 SHORTCUT_DROPOUT = 0.5
 
@@ -415,6 +420,44 @@ def _variant_shortcut(x, out_channels, *, kind, strides, variant, name, epsilon,
     return short
 
 
+def residual_add(
+    x,
+    branch_fn: Callable,
+    shortcut_fn: Callable,
+    *,
+    name: str,
+    stochastic_depth: dict | None = None,
+):
+    """`shortcut_fn(x) + branch_fn(x)`, the addition named `{name}_add`.
+
+    Without stochastic depth the branch's layers are built inline (a flat
+    graph) and the addition is a `keras.layers.Add`. With it, the branch is
+    built as a functional sub-model named `{name}_branch` (its layers keep
+    their usual names) and `{name}_add` is a `StochasticDepth` layer that owns
+    it, so a dropped block skips the branch.
+
+    Args:
+        x: the block's input to the branch.
+        branch_fn: builds the residual branch on a tensor.
+        shortcut_fn: builds the shortcut on `x` (may return `x` itself).
+        name: the block's layer-name prefix.
+        stochastic_depth: None, or the keyword arguments of `StochasticDepth`
+            (`survival_probability`, `mode`, `scale`, `seed`).
+
+    Returns:
+        The sum, before any final activation.
+    """
+    if stochastic_depth is None:
+        branch = branch_fn(x)
+        short = shortcut_fn(x)
+        return keras.layers.Add(name=f"{name}_add")([short, branch])
+    inputs = keras.Input(shape=tuple(x.shape[1:]), dtype=x.dtype, name=f"{name}_branch_input")
+    branch = keras.Model(inputs, branch_fn(inputs), name=f"{name}_branch")
+    short = shortcut_fn(x)
+    gate = StochasticDepth(branch, name=f"{name}_add", **stochastic_depth)
+    return gate(x if short is x else [x, short])
+
+
 def _combine(branch, short, *, variant, gate_bias, name):
     if variant == "constant_scaling":
         return keras.layers.Average(name=f"{name}_add")([short, branch])
@@ -448,6 +491,7 @@ def residual_unit(
     stride_in_1x1: bool = False,
     epsilon: float = BN_EPSILON,
     wrap_branch=None,
+    stochastic_depth: dict | None = None,
     form: str = "c",
     implementation: str = "auto",
 ):
@@ -497,6 +541,9 @@ def residual_unit(
         wrap_branch: optional `wrap_branch(branch, x, name) -> tensor` that
             applies the branch function to `x` (default `branch(x)`); the
             hook through which the whole branch can be wrapped.
+        stochastic_depth: None, or the `StochasticDepth` arguments that gate
+            this unit (see `residual_add`); needs a residual unit whose
+            shortcut variant is additive (`ADDITIVE_VARIANTS`).
         form: ResNeXt form of a grouped bottleneck (see `unit_branch`).
         implementation: `GroupedConv2D` implementation (see `unit_branch`).
 
@@ -526,8 +573,36 @@ def residual_unit(
         form=form,
         implementation=implementation,
     )
-    branch = branch_fn(x) if wrap_branch is None else wrap_branch(branch_fn, x, name)
-    if residual:
+    if wrap_branch is not None:
+        inner_branch = branch_fn
+
+        def branch_fn(t):
+            return wrap_branch(inner_branch, t, name)
+
+    if stochastic_depth is not None:
+        if not residual or shortcut_variant not in ADDITIVE_VARIANTS:
+            raise ValueError(
+                "Stochastic depth drops a unit's branch and keeps its shortcut, so it "
+                f"needs a residual unit with an additive shortcut variant "
+                f"({', '.join(ADDITIVE_VARIANTS)}); got residual={residual}, "
+                f"shortcut_variant={shortcut_variant!r} in {name!r}."
+            )
+
+        def shortcut_fn(t):
+            return _variant_shortcut(
+                t,
+                out_channels,
+                kind=kind,
+                strides=strides,
+                variant=shortcut_variant,
+                name=name,
+                epsilon=epsilon,
+                normalize=unit not in PREACT_UNITS,
+            )
+
+        y = residual_add(x, branch_fn, shortcut_fn, name=name, stochastic_depth=stochastic_depth)
+    elif residual:
+        branch = branch_fn(x)
         short = _variant_shortcut(
             x,
             out_channels,
@@ -540,7 +615,7 @@ def residual_unit(
         )
         y = _combine(branch, short, variant=shortcut_variant, gate_bias=gate_bias, name=name)
     else:
-        y = branch
+        y = branch_fn(x)
     if unit == "bn_after_addition":
         last = 2 if block == "basic" else 3
         y = batch_norm(y, name=f"{name}_bn{last}", epsilon=epsilon)
@@ -572,7 +647,8 @@ def basic_block(
         residual: False builds the plain baseline unit (no shortcut).
         epsilon: BatchNormalization epsilon.
         **unit_options: `unit`, `shortcut_variant`, `gate_bias`,
-            `preactivate`, `wrap_branch` (see `residual_unit`).
+            `preactivate`, `wrap_branch`, `stochastic_depth` (see
+            `residual_unit`).
 
     Returns:
         The block's output tensor.
@@ -625,6 +701,8 @@ def bottleneck_block(
         stride_in_1x1: put the stride on the first 1x1 convolution.
         epsilon: BatchNormalization epsilon.
         **unit_options: `unit`, `shortcut_variant`, `gate_bias`,
+            `preactivate`, `wrap_branch`, `stochastic_depth` (see
+            `residual_unit`).
             `preactivate`, `wrap_branch`, `form` (ResNeXt's "a", "b", "c"),
             `implementation` (of `GroupedConv2D`); see `residual_unit`.
 

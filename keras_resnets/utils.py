@@ -59,6 +59,11 @@ def iter_layers(model):
 def find_layer(model, name: str):
     """Return the layer called `name` anywhere in `model` (nested ones included).
 
+    `model.get_layer` only sees the top level. Layers inside a `DenseBlock`,
+    or inside the `{block}_branch` sub-model that a `StochasticDepth` layer
+    (`{block}_add`) owns when `drop_path_rate > 0`, are found by the same
+    names as in the flat model.
+
     Args:
         model: a `keras.Model`.
         name: the layer name, e.g. `"block1_layer3_conv2"`.

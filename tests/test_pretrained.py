@@ -239,3 +239,16 @@ def test_converted_weights_equal_direct_conversion(server, cache, small_pretrain
     cached = builder(weights=path)
     for a, b in zip(direct.weights, cached.weights, strict=True):
         np.testing.assert_array_equal(np.array(a), np.array(b))
+
+
+def test_pretrained_weights_load_into_a_stochastic_depth_model(cache, small_pretrained):
+    """The flat checkpoint fills the nested branches; inverted scaling gives the same logits."""
+    builder, register = small_pretrained
+    entry = register("tv_in1k", "https://unreachable.invalid/x.safetensors", None)
+    cache.mkdir(parents=True)
+    (cache / entry.checkpoint_name).write_bytes(open(fixture_path(FIXTURE), "rb").read())
+    data = golden(FIXTURE)
+    model = builder(weights="imagenet", drop_path_rate=0.2, stochastic_depth_scale="train")
+    gates = [la for la in model.layers if isinstance(la, keras_resnets.StochasticDepth)]
+    assert gates
+    assert max_error(model, data["x"], data["logits"]) < TOLERANCE

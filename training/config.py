@@ -77,6 +77,12 @@ SCHEMA: dict[str, Any] = {
         "warmup_mode": (str, "linear", ("linear", "constant")),
         "warmup_learning_rate": (_OPT_NUM, None),
     },
+    "transfer": {
+        "from": (_OPT_STR, None),
+        "freeze_until": (_OPT_STR, None),
+        "freeze_batchnorm": (bool, True),
+        "new_classes": (_OPT_INT, None),
+    },
     "checkpoint": {
         "every_epoch": (bool, True),
         "every_steps": (_OPT_INT, None),

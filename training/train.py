@@ -40,6 +40,9 @@ FLAGS = {
     "seed": None,
     "verbose": None,
     "cpu_devices": None,
+    "transfer_from": None,
+    "freeze_until": None,
+    "new_classes": None,
 }
 
 
@@ -98,6 +101,9 @@ def resolve(
         "seed": "train.seed",
         "verbose": "runtime.verbose",
         "cpu_devices": "runtime.cpu_devices",
+        "transfer_from": "transfer.from",
+        "freeze_until": "transfer.freeze_until",
+        "new_classes": "transfer.new_classes",
     }
     for flag, key in mapping.items():
         if flags.get(flag) is not None:
@@ -114,11 +120,28 @@ def resolve(
     for key in ("epochs", "iterations", "batch_size"):
         if train[key] is not None and train[key] < 1:
             raise ValueError(f"`train.{key}` must be a positive integer, got {train[key]!r}.")
+    transfer = cfg["transfer"]
+    if transfer["from"] is None:
+        for key in ("freeze_until", "new_classes"):
+            if transfer[key] is not None:
+                raise ValueError(
+                    f"`transfer.{key}` (--{key.replace('_', '-')}) needs `transfer.from` "
+                    "(--transfer-from PATH.keras), the trained model to start from."
+                )
+    if transfer["new_classes"] is not None and transfer["new_classes"] < 1:
+        raise ValueError(
+            f"`transfer.new_classes` must be a positive integer, got {transfer['new_classes']!r}."
+        )
     return cfg
 
 
 def build_model(cfg: dict, num_classes: int, channels: int):
-    """Build the recipe's model (names are checked here, lazily).
+    """Build the recipe's model, or load the one to transfer from.
+
+    With `transfer.from` (`--transfer-from PATH.keras`) the trained model is
+    loaded instead, given a new classifier (`--new-classes N`) and frozen up
+    to a stage (`--freeze-until STAGE`); see docs/transfer_learning.md.
+    Otherwise the recipe's model is built (names are checked here, lazily).
 
     Args:
         cfg: resolved config (`model.name`, `model.options`, `data.image_size`).
@@ -134,6 +157,19 @@ def build_model(cfg: dict, num_classes: int, channels: int):
     """
     import keras_resnets
 
+    transfer = cfg["transfer"]
+    if transfer["from"] is not None:
+        from training.transfer import transfer_model
+
+        return transfer_model(
+            transfer["from"],
+            num_classes=num_classes,
+            channels=channels,
+            image_size=cfg["data"]["image_size"],
+            new_classes=transfer["new_classes"],
+            freeze_until=transfer["freeze_until"],
+            freeze_batchnorm=transfer["freeze_batchnorm"],
+        )
     name = cfg["model"]["name"]
     options = dict(cfg["model"]["options"])
     size = cfg["data"]["image_size"]
@@ -604,6 +640,20 @@ def _parser() -> argparse.ArgumentParser:
         help="Keras backend (default: $KERAS_BACKEND, else tensorflow); see docs/backends.md",
     )
     parser.add_argument(
+        "--transfer-from", metavar="PATH", help="start from this trained .keras model"
+    )
+    parser.add_argument(
+        "--freeze-until",
+        metavar="STAGE",
+        help="with --transfer-from: freeze the stem and stages up to STAGE (stem, stageN, all)",
+    )
+    parser.add_argument(
+        "--new-classes",
+        type=int,
+        metavar="N",
+        help="with --transfer-from: replace the classifier with one of N classes",
+    )
+    parser.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a recipe key (repeatable)"
     )
     return parser
@@ -660,6 +710,9 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             cpu_devices=args.cpu_devices,
             verbose=args.verbose,
+            transfer_from=args.transfer_from,
+            freeze_until=args.freeze_until,
+            new_classes=args.new_classes,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -7,14 +7,17 @@ from keras_resnets.layers.grouped_conv import (
     set_grouped_conv_implementation,
 )
 from keras_resnets.layers.highway import Highway, default_transform_bias
+from keras_resnets.layers.stochastic_depth import StochasticDepth, survival_probabilities
 from keras_resnets.layers.zero_pad_shortcut import ZeroPadShortcut
 
 __all__ = [
     "DenseBlock",
     "GroupedConv2D",
     "Highway",
+    "StochasticDepth",
     "ZeroPadShortcut",
     "default_transform_bias",
     "get_grouped_conv_implementation",
     "set_grouped_conv_implementation",
+    "survival_probabilities",
 ]

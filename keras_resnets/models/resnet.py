@@ -12,9 +12,10 @@ import dataclasses
 import keras
 
 from keras_resnets import blocks
+from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochastic_depth_schedule
 from keras_resnets.models.builder import build_model
 from keras_resnets.models.registry import register_model
-from keras_resnets.utils import check_choice, check_int
+from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
 from keras_resnets.weights.pretrained import available_weights, pretrained_doc
 
 HE2015 = "He et al. 2015"
@@ -159,8 +160,12 @@ def resnet_body(
     unit: str | None = None,
     shortcut_variant: str = "identity",
     gate_bias: float = blocks.GATE_BIAS,
+    stochastic_depth: list[dict | None] | None = None,
 ):
     """Return `body(x)` building the stem and all stages of `spec`.
+
+    `stochastic_depth` holds one entry per block of the network, in order
+    (see `stochastic_depth_schedule`); None builds every block flat.
 
     With a pre-activation `unit`, a CIFAR stem is the convolution alone (the
     first unit activates it) and the network ends with the unit's activation
@@ -172,6 +177,7 @@ def resnet_body(
     `blocks.bottleneck_branch`.
     """
     unit = spec.unit if unit is None else unit
+    schedule = iter(stochastic_depth or [None] * sum(spec.depths))
     preact = unit in blocks.PREACT_UNITS
     stem_activates = spec.stem == "imagenet" or not preact
 
@@ -191,6 +197,7 @@ def resnet_body(
                     shortcut_variant=shortcut_variant,
                     gate_bias=gate_bias,
                     preactivate=not (stem_activates and stage_index == 0 and block_index == 0),
+                    stochastic_depth=next(schedule),
                 )
                 if spec.block == "basic":
                     x = blocks.basic_block(x, width, **common)
@@ -240,6 +247,10 @@ def build_resnet(
     unit: str | None = None,
     shortcut_variant: str = "identity",
     gate_bias: float = blocks.GATE_BIAS,
+    drop_path_rate: float = 0.0,
+    stochastic_depth_mode: str = "batch",
+    stochastic_depth_scale: str | None = None,
+    stochastic_depth_seed: int | None = None,
     form: str = "c",
     implementation: str = "auto",
 ) -> keras.Model:
@@ -249,6 +260,25 @@ def build_resnet(
     check_choice("shortcut", shortcut, blocks.SHORTCUTS)
     check_choice("unit", unit, blocks.UNITS)
     check_choice("shortcut_variant", shortcut_variant, blocks.SHORTCUT_VARIANTS)
+    schedule = stochastic_depth_schedule(
+        sum(spec.depths),
+        drop_path_rate,
+        mode=stochastic_depth_mode,
+        scale=stochastic_depth_scale,
+        seed=stochastic_depth_seed,
+    )
+    if drop_path_rate and not spec.residual:
+        raise ValueError(
+            f"`drop_path_rate` must be 0 for {model_name}: a plain network has no "
+            f"shortcuts, so a dropped block would cut the network; got {drop_path_rate!r}."
+        )
+    if drop_path_rate and shortcut_variant not in blocks.ADDITIVE_VARIANTS:
+        raise ValueError(
+            f"`drop_path_rate` must be 0 with `shortcut_variant={shortcut_variant!r}`: "
+            "stochastic depth keeps the shortcut of a dropped block, which needs an "
+            f"additive variant ({', '.join(repr(v) for v in blocks.ADDITIVE_VARIANTS)}); "
+            f"got {drop_path_rate!r}."
+        )
     if not isinstance(gate_bias, (int, float)) or isinstance(gate_bias, bool):
         raise ValueError(f"`gate_bias` must be a number, got {gate_bias!r}.")
     if shortcut_variant != "identity" and not spec.residual:
@@ -273,6 +303,40 @@ def build_resnet(
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
         )
+    if drop_path_rate and isinstance(weights, str) and weights in available_weights(model_name):
+        # Pretrained weights are stored for the flat graph: load them into the
+        # flat network, then copy them by name into the stochastic-depth one.
+        common = dict(
+            model_name=model_name,
+            include_top=include_top,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            shortcut=shortcut,
+            stride_in_1x1=stride_in_1x1,
+            unit=unit,
+            shortcut_variant=shortcut_variant,
+            gate_bias=gate_bias,
+            form=form,
+            implementation=implementation,
+        )
+        shape = input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
+        flat = build_resnet(spec, weights=weights, input_shape=shape, **common)
+        model = build_resnet(
+            spec,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            drop_path_rate=drop_path_rate,
+            stochastic_depth_mode=stochastic_depth_mode,
+            stochastic_depth_scale=stochastic_depth_scale,
+            stochastic_depth_seed=stochastic_depth_seed,
+            **common,
+        )
+        for layer in iter_layers(flat):
+            if layer.weights:
+                find_layer(model, layer.name).set_weights(layer.get_weights())
+        return model
     return build_model(
         body=resnet_body(
             spec,
@@ -281,6 +345,7 @@ def build_resnet(
             unit=unit,
             shortcut_variant=shortcut_variant,
             gate_bias=float(gate_bias),
+            stochastic_depth=schedule,
             form=form,
             implementation=implementation,
         ),
@@ -377,6 +442,8 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
     options = _SHORTCUT_DOC.format(default=spec.shortcut) + _UNIT_DOC.format(default=spec.unit)
     if spec.block == "bottleneck":
         options += _STRIDE_DOC
+    if spec.residual:
+        options += STOCHASTIC_DEPTH_DOC
     builder.__name__ = builder.__qualname__ = model_name
     builder.__doc__ = _DOC.format(
         title=title,
@@ -544,8 +611,10 @@ def CifarResNet(
             `"bottleneck"` (outputs 64/128/256, projection shortcuts).
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as for `ResNet20`.
-        **options: `shortcut`, `unit`, `shortcut_variant`, `gate_bias` as
-            for `ResNet110`; `stride_in_1x1` with bottleneck blocks.
+        **options: `shortcut`, `unit`, `shortcut_variant`, `gate_bias`,
+            `drop_path_rate`, `stochastic_depth_mode`, `stochastic_depth_scale`
+            and `stochastic_depth_seed` as for `ResNet110`; `stride_in_1x1`
+            with bottleneck blocks.
 
     Returns:
         A functional `keras.Model`.

@@ -22,6 +22,7 @@ import numpy as np
 
 from keras_resnets import blocks
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
+from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
 from keras_resnets.models.registry import register_alias, register_model
 from keras_resnets.models.resnet import _DOC, ResNetSpec, build_resnet
 from keras_resnets.utils import check_choice, check_int
@@ -193,7 +194,8 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
         classes=spec.default_classes,
         lower=model_name.lower(),
         name=model_name,
-        options=_OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width),
+        options=_OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width)
+        + STOCHASTIC_DEPTH_DOC,
         pretrained=pretrained_doc(model_name),
     )
     return builder
@@ -316,8 +318,9 @@ def CifarResNeXt(
         base_width: channels per group at the first stage (doubling per stage).
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as for `ResNet20`.
-        **options: `form`, `implementation`, `shortcut`, `stride_in_1x1` as
-            for `ResNeXt29_8x64d`.
+        **options: `form`, `implementation`, `shortcut`, `stride_in_1x1`,
+            `drop_path_rate`, `stochastic_depth_mode`, `stochastic_depth_scale`,
+            `stochastic_depth_seed` as for `ResNeXt29_8x64d`.
 
     Returns:
         A functional `keras.Model`.

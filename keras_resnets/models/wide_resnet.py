@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 
 from keras_resnets import blocks
+from keras_resnets.layers.stochastic_depth import stochastic_depth_schedule
 from keras_resnets.models.builder import build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_fraction, check_int
@@ -65,6 +66,7 @@ def wide_block(
     name: str,
     dropout_rate: float = 0.0,
     wrap_branch=None,
+    stochastic_depth: dict | None = None,
 ):
     """One pre-activation wide basic block (BN-ReLU shared by branch and projection).
 
@@ -77,10 +79,25 @@ def wide_block(
         wrap_branch: optional `wrap_branch(branch, x, name) -> tensor` that
             applies the branch function to the pre-activated input (default
             `branch(x)`), as `blocks.residual_unit`'s hook.
+        stochastic_depth: None, or the `StochasticDepth` arguments that gate
+            this block (see `blocks.residual_add`). The gated branch is the
+            whole residual function: with an identity shortcut it starts with
+            `{name}_bn1`/`_relu1` (skipped with the block); with a projection
+            the pre-activation feeds both paths and stays outside.
 
     Returns:
         `{name}_add`: shortcut + branch (no activation after the addition).
     """
+    if stochastic_depth is not None:
+        return _gated_wide_block(
+            x,
+            filters,
+            strides=strides,
+            name=name,
+            dropout_rate=dropout_rate,
+            wrap_branch=wrap_branch,
+            stochastic_depth=stochastic_depth,
+        )
     act = blocks.batch_norm(x, name=f"{name}_bn1")
     act = blocks.relu(act, name=f"{name}_relu1")
 
@@ -95,6 +112,40 @@ def wide_block(
     return keras.layers.Add(name=f"{name}_add")([short, branch])
 
 
+def _gated_wide_block(x, filters, *, strides, name, dropout_rate, wrap_branch, stochastic_depth):
+    def preactivate(t):
+        t = blocks.batch_norm(t, name=f"{name}_bn1")
+        return blocks.relu(t, name=f"{name}_relu1")
+
+    def branch_fn(t):
+        if wrap_branch is not None:
+            return wrap_branch(
+                lambda u: wide_branch(
+                    u, filters, strides=strides, name=name, dropout_rate=dropout_rate
+                ),
+                t,
+                name,
+            )
+        return wide_branch(t, filters, strides=strides, name=name, dropout_rate=dropout_rate)
+
+    if strides == 1 and x.shape[-1] == filters:
+        return blocks.residual_add(
+            x,
+            lambda t: branch_fn(preactivate(t)),
+            lambda t: t,
+            name=name,
+            stochastic_depth=stochastic_depth,
+        )
+    act = preactivate(x)
+    return blocks.residual_add(
+        act,
+        branch_fn,
+        lambda t: blocks.conv(t, filters, 1, strides=strides, name=f"{name}_shortcut"),
+        name=name,
+        stochastic_depth=stochastic_depth,
+    )
+
+
 def WideResNet(
     depth: int = 28,
     width: int = 10,
@@ -107,6 +158,10 @@ def WideResNet(
     classifier_activation="softmax",
     name: str | None = None,
     dropout_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    stochastic_depth_mode: str = "batch",
+    stochastic_depth_scale: str | None = None,
+    stochastic_depth_seed: int | None = None,
 ) -> keras.Model:
     """A CIFAR Wide ResNet WRN-depth-width (Zagoruyko & Komodakis 2016).
 
@@ -117,6 +172,10 @@ def WideResNet(
             classifier_activation, name: as for `ResNet20`.
         dropout_rate: dropout between the two convolutions of each block
             (the paper's best CIFAR results use 0.3; default 0).
+        drop_path_rate, stochastic_depth_mode, stochastic_depth_scale,
+            stochastic_depth_seed: stochastic depth, as for `ResNet110`
+            (docs/stochastic_depth.md); the linear rule runs over all 3n
+            blocks. Default off.
 
     Returns:
         A functional `keras.Model`.
@@ -131,6 +190,15 @@ def WideResNet(
     n = _check_depth(depth)
     check_int("width", width)
     dropout_rate = check_fraction("dropout_rate", dropout_rate, low=0.0, high=1.0)
+    schedule = iter(
+        stochastic_depth_schedule(
+            3 * n,
+            drop_path_rate,
+            mode=stochastic_depth_mode,
+            scale=stochastic_depth_scale,
+            seed=stochastic_depth_seed,
+        )
+    )
 
     def body(x):
         x = blocks.cifar_stem(x, 16, preact=True)
@@ -143,6 +211,7 @@ def WideResNet(
                     strides=strides,
                     name=f"stage{stage + 1}_block{index + 1}",
                     dropout_rate=dropout_rate,
+                    stochastic_depth=next(schedule),
                 )
         x = blocks.batch_norm(x, name="post_bn")
         return blocks.relu(x, name="post_relu")
@@ -176,6 +245,7 @@ def WideResNet28_10(
     classifier_activation="softmax",
     name: str | None = None,
     dropout_rate: float = 0.0,
+    **options,
 ) -> keras.Model:
     """CIFAR Wide ResNet-28-10 (Zagoruyko & Komodakis 2016).
 
@@ -187,6 +257,9 @@ def WideResNet28_10(
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as for `ResNet20`.
         dropout_rate: dropout inside each block (default 0).
+        **options: `drop_path_rate`, `stochastic_depth_mode`,
+            `stochastic_depth_scale`, `stochastic_depth_seed` as for
+            `WideResNet`.
 
     Returns:
         A functional `keras.Model`.
@@ -206,4 +279,5 @@ def WideResNet28_10(
         classifier_activation=classifier_activation,
         name=name or "wideresnet28_10",
         dropout_rate=dropout_rate,
+        **options,
     )

@@ -1,0 +1,447 @@
+"""The TensorFlow Serving export, checked from a process that never imports Keras code.
+
+One module-scoped export (through the `training.export` command) is shared;
+a fresh Python process loads it with `tf.saved_model.load` only and calls
+every signature on PNG and JPEG files written here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_resnets
+from keras_resnets.export import SIGNATURES, WARMUP_FILE, export_saved_model, list_versions
+from training import export as export_cli
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CLASS_NAMES = [f"digit {i}" for i in range(10)]
+
+# What the serving process runs: TensorFlow, numpy and json only. Once
+# TensorFlow is imported (TF 2.21 imports Keras with it), any further import
+# of keras or keras_resnets raises, so loading and serving cannot use them.
+CONSUMER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("keras", "keras_resnets", "tf_keras"):
+                raise ImportError(f"the serving process must not import {name}")
+            return None
+
+    sys.meta_path.insert(0, _Block())
+    request = json.load(open(sys.argv[1]))
+    results = {}
+    for export_dir in request["exports"]:
+        loaded = tf.saved_model.load(export_dir)
+        out = {}
+        for path in request["images"]:
+            data = tf.io.read_file(path)
+            pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
+            batch = pixels[None]
+            for name, images in (
+                ("serving_default", tf.cast(batch, tf.float32)),
+                ("serve_uint8", batch),
+            ):
+                result = loaded.signatures[name](images=images)
+                out.setdefault(name, []).append(
+                    {k: v.numpy()[0].tolist() if v.dtype != tf.string
+                     else [s.decode() for s in v.numpy()[0]] for k, v in result.items()}
+                )
+        # All files in one batch, each of its own size and format.
+        data = tf.stack([tf.io.read_file(p) for p in request["images"]])
+        result = loaded.signatures["serve_bytes"](image_bytes=data)
+        out["serve_bytes"] = [
+            {k: v.numpy()[i].tolist() if v.dtype != tf.string
+             else [s.decode() for s in v.numpy()[i]] for k, v in result.items()}
+            for i in range(len(request["images"]))
+        ]
+        results[export_dir] = out
+    results["modules"] = sorted(
+        m for m in sys.modules if m.split(".")[0] in ("keras_resnets", "tf_keras")
+    )
+    json.dump(results, open(sys.argv[2], "w"))
+    """
+)
+
+
+KILLED_EXPORT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import keras_resnets
+    from keras_resnets import export
+
+    def killed(*args, **kwargs):
+        # Everything is written under the temporary name; die before the rename.
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    export._publish = killed
+    export.export_saved_model(keras_resnets.CifarResNet(8), sys.argv[1])
+    """
+)
+
+
+def _randomise_batchnorm(model: keras.Model, seed: int = 0) -> None:
+    """Give BN layers non-trivial statistics and sharpen the classifier.
+
+    A freshly initialised model predicts nearly uniform probabilities, which
+    would make the comparisons below weak.
+    """
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.name == "head_fc":
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel * 8.0, bias])
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
+                    rng.normal(0, 0.2, beta.shape).astype("float32"),
+                    rng.normal(0, 0.2, mean.shape).astype("float32"),
+                    rng.uniform(0.5, 1.5, var.shape).astype("float32"),
+                ]
+            )
+
+
+def _write_images(directory: pathlib.Path) -> list[str]:
+    """A 32x32 PNG (no resize), a 45x50 PNG and a 40x40 JPEG (resized)."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for name, (h, w), encode in (
+        ("a.png", (32, 32), tf.io.encode_png),
+        ("b.png", (45, 50), tf.io.encode_png),
+        ("c.jpg", (40, 40), lambda x: tf.io.encode_jpeg(x, quality=90)),
+    ):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        # A smooth gradient on top of noise, so the JPEG is not pure noise.
+        pixels[..., 0] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+        path = directory / name
+        tf.io.write_file(str(path), encode(pixels))
+        paths.append(str(path))
+    return paths
+
+
+# The CLI export normalises as the trainer does, (pixels / 255 - mean) / std.
+MEAN, STD = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
+
+
+def _expected(model: keras.Model, path: str, size=(32, 32), mean=0.0, std=1.0) -> np.ndarray:
+    """The Keras model's probabilities on one image file, preprocessed by hand."""
+    pixels = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image = tf.cast(pixels, tf.float32)[None]
+    if tuple(image.shape[1:3]) != size:
+        image = tf.image.resize(image, size, method="bilinear")
+    x = (image.numpy() / 255.0 - np.float32(mean)) / np.float32(std)
+    return model.predict(x, verbose=0)[0]
+
+
+def custom_layer_models() -> list[keras.Model]:
+    """Small models that, with the main one (ZeroPadShortcut), use every custom layer."""
+    return [
+        keras_resnets.CifarHighwayNet(depth=8),  # Highway
+        keras_resnets.CifarDenseNet(depth=10, growth_rate=4),  # DenseBlock
+        keras_resnets.CifarResNeXt(depth=11, cardinality=4, base_width=4),  # GroupedConv2D
+        keras_resnets.CifarResNet(8, drop_path_rate=0.5),  # StochasticDepth
+    ]
+
+
+def _layer_classes(model: keras.Model) -> set[type]:
+    return {type(layer) for layer in model._flatten_layers(include_self=False, recursive=True)}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A CIFAR ResNet-8 (zero-pad shortcuts) saved as .keras, exported by the CLI, and served by a fresh process."""
+    root = tmp_path_factory.mktemp("export")
+    keras.utils.set_random_seed(0)
+    model = keras_resnets.CifarResNet(8)
+    _randomise_batchnorm(model)
+    model_path = root / "resnet8.keras"
+    model.save(model_path)
+    labels = root / "labels.txt"
+    labels.write_text("\n".join(CLASS_NAMES) + "\n", encoding="utf-8")
+    base = root / "models" / "resnet8"
+    code = export_cli.main(
+        [
+            *("--model", str(model_path), "--export-base", str(base)),
+            *("--class-names", str(labels)),
+            *("--mean", ",".join(map(str, MEAN)), "--std", ",".join(map(str, STD))),
+        ]
+    )
+    assert code == 0
+
+    customs = custom_layer_models()
+    custom_dirs = []
+    for index, custom in enumerate(customs):
+        _randomise_batchnorm(custom, seed=index)
+        custom_dirs.append(export_saved_model(custom, root / "models" / f"custom{index}"))
+
+    images = _write_images(root)
+    request = root / "request.json"
+    request.write_text(json.dumps({"exports": [str(base / "1"), *custom_dirs], "images": images}))
+    response = root / "response.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    # The three processes start TensorFlow in parallel (each takes ~15 s).
+    consumer = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER, str(request), str(response)],
+        cwd=root,  # not the repository, so nothing local is importable by accident
+        env=env,
+    )
+    cli = subprocess.Popen(
+        [
+            str(pathlib.Path(sys.executable).with_name("saved_model_cli")),
+            *("show", "--dir", str(base / "1"), "--all"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    killed_base = root / "killed"
+    killed = subprocess.Popen(
+        [sys.executable, "-c", KILLED_EXPORT, str(killed_base)],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    assert consumer.wait(timeout=300) == 0
+    cli_output, _ = cli.communicate(timeout=300)
+    assert cli.returncode == 0
+    _, killed_stderr = killed.communicate(timeout=300)
+    served = json.loads(response.read_text())
+    return {
+        "model": model,
+        "model_path": model_path,
+        "base": base,
+        "version_dir": base / "1",
+        "images": images,
+        "served": served,
+        "customs": list(zip(customs, custom_dirs, strict=True)),
+        "saved_model_cli": cli_output,
+        "killed": (killed.returncode, killed_stderr.decode(errors="replace"), killed_base),
+    }
+
+
+def test_layout_is_what_tf_serving_loads(exported):
+    version_dir = exported["version_dir"]
+    assert list_versions(exported["base"]) == [1]
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / "variables" / "variables.index").is_file()
+    assert (version_dir / "assets" / "class_names.txt").read_text().split("\n")[:10] == CLASS_NAMES
+    assert (version_dir / WARMUP_FILE).is_file()
+    # Nothing but the version is left in the base directory (no temporary dirs).
+    assert sorted(os.listdir(exported["base"])) == ["1"]
+
+
+def test_served_probabilities_equal_the_keras_model(exported):
+    served = exported["served"][str(exported["version_dir"])]
+    assert exported["served"]["modules"] == []  # no keras_resnets in the serving process
+    model = exported["model"]
+    for index, path in enumerate(exported["images"]):
+        want = _expected(model, path, mean=MEAN, std=STD)
+        assert want.max() > 0.3, "the test model should not be near-uniform"
+        for signature in SIGNATURES:
+            got = served[signature][index]
+            np.testing.assert_allclose(got["probabilities"], want, atol=1e-5, err_msg=signature)
+            order = np.argsort(-want)[:5]
+            np.testing.assert_array_equal(got["top_k_indices"], order, err_msg=signature)
+            np.testing.assert_allclose(got["top_k_scores"], want[order], atol=1e-5)
+            assert got["top_k_classes"] == [CLASS_NAMES[i] for i in order]
+
+
+def test_every_custom_layer_exports_and_serves(exported):
+    used = _layer_classes(exported["model"])
+    for model, _ in exported["customs"]:
+        used |= _layer_classes(model)
+    custom = {
+        getattr(keras_resnets.layers, name)
+        for name in keras_resnets.layers.__all__
+        if isinstance(getattr(keras_resnets.layers, name), type)
+    }
+    missing = sorted(cls.__name__ for cls in custom - used)
+    assert not missing, f"extend custom_layer_models() to use {missing}"
+    for model, version_dir in exported["customs"]:
+        served = exported["served"][version_dir]
+        for index, path in enumerate(exported["images"]):
+            want = _expected(model, path)
+            for signature in SIGNATURES:
+                got = served[signature][index]["probabilities"]
+                np.testing.assert_allclose(
+                    got, want, atol=1e-5, err_msg=f"{model.name} {signature}"
+                )
+            assert "top_k_classes" not in served["serve_bytes"][index]
+
+
+def test_saved_model_cli_lists_named_typed_inputs(exported):
+    text = exported["saved_model_cli"]
+    blocks = {}
+    for chunk in text.split("signature_def['")[1:]:
+        name, body = chunk.split("']", 1)
+        blocks[name] = body
+    for name, (key, dtype) in SIGNATURES.items():
+        assert name in blocks, f"{name} missing from saved_model_cli:\n{text}"
+        body = blocks[name]
+        assert f"inputs['{key}']" in body
+        tf_dtype = {"float32": "DT_FLOAT", "uint8": "DT_UINT8", "string": "DT_STRING"}[dtype]
+        assert f"dtype: {tf_dtype}" in body.split("output(s):")[0]
+        for output in ("probabilities", "top_k_indices", "top_k_scores", "top_k_classes"):
+            assert f"outputs['{output}']" in body
+        assert "tensorflow/serving/predict" in body
+    assert "args_0" not in text
+
+
+def test_warmup_file_holds_one_prediction_log_per_signature(exported):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = exported["version_dir"] / WARMUP_FILE
+    seen = {}
+    for record in tf.data.TFRecordDataset(str(path)):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        request = log.predict_log.request
+        assert request.model_spec.name == "resnet8"
+        seen[request.model_spec.signature_name] = {
+            key: tf.make_ndarray(value) for key, value in request.inputs.items()
+        }
+    assert set(seen) == set(SIGNATURES)
+    for name, (key, dtype) in SIGNATURES.items():
+        value = seen[name][key]
+        assert value.dtype == (np.object_ if dtype == "string" else np.dtype(dtype)), name
+    assert seen["serving_default"]["images"].shape == (1, 32, 32, 3)
+    # The recorded request really is served by the export.
+    loaded = tf.saved_model.load(str(exported["version_dir"]))
+    out = loaded.signatures["serve_bytes"](
+        image_bytes=tf.constant(seen["serve_bytes"]["image_bytes"])
+    )
+    assert out["probabilities"].shape == (1, 10)
+
+
+def test_versions_count_up_and_are_never_overwritten(tmp_path):
+    model = keras_resnets.CifarResNet(8, classes=3)
+    base = tmp_path / "m"
+    first = export_saved_model(model, base, warmup=False)
+    second = export_saved_model(model, base, warmup=False, top_k=10)
+    assert (first, second) == (str(base / "1"), str(base / "2"))
+    stamp = os.stat(base / "1" / "saved_model.pb").st_mtime_ns
+    with pytest.raises(FileExistsError, match="overwrite"):
+        export_saved_model(model, base, version=1, warmup=False)
+    assert os.stat(base / "1" / "saved_model.pb").st_mtime_ns == stamp
+    export_saved_model(model, base, version=1, overwrite=True, warmup=False)
+    assert os.stat(base / "1" / "saved_model.pb").st_mtime_ns != stamp
+    assert sorted(os.listdir(base)) == ["1", "2"]
+    loaded = tf.saved_model.load(second)
+    out = loaded.signatures["serving_default"](images=tf.zeros([2, 8, 8, 3]))
+    assert out["top_k_indices"].shape == (2, 3)  # top_k is capped at the class count
+
+
+def test_a_killed_export_leaves_no_version(exported):
+    returncode, stderr, base = exported["killed"]
+    assert returncode == -9, stderr[-2000:]
+    leftovers = os.listdir(base)
+    assert leftovers and all(name.startswith(".") for name in leftovers)
+    # The half-finished export was complete up to the rename, and still is invisible.
+    assert (base / leftovers[0] / "model" / "saved_model.pb").is_file()
+    assert list_versions(base) == []
+
+
+def test_logits_get_a_softmax(tmp_path):
+    model = keras_resnets.CifarResNet(8, classifier_activation=None)
+    _randomise_batchnorm(model)
+    path = export_saved_model(model, tmp_path / "m", warmup=False, preprocessing="tf")
+    loaded = tf.saved_model.load(path)
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    got = loaded.signatures["serving_default"](images=tf.constant(pixels))["probabilities"]
+    want = keras.ops.softmax(model.predict(pixels / 127.5 - 1.0, verbose=0)).numpy()
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-5)
+
+
+def test_any_size_model_needs_input_size_and_torch_preprocessing(tmp_path):
+    base = keras_resnets.CifarResNet(8, include_top=False, input_shape=(None, None, 3))
+    model = keras_resnets.replace_head(base, classes=4)
+    with pytest.raises(ValueError, match="input_size"):
+        export_saved_model(model, tmp_path / "m", warmup=False)
+    path = export_saved_model(
+        model, tmp_path / "m", input_size=(24, 40), preprocessing="torch", warmup=False
+    )
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 48, 80, 3)).astype("float32")
+    got = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(pixels))
+    mean = np.array([0.485, 0.456, 0.406], "float32")
+    std = np.array([0.229, 0.224, 0.225], "float32")
+    resized = tf.image.resize(pixels, (24, 40)).numpy()
+    want = model.predict((resized / 255.0 - mean) / std, verbose=0)
+    np.testing.assert_allclose(got["probabilities"].numpy(), want, atol=1e-5)
+
+
+def test_crop_fraction_is_the_imagenet_evaluation_crop(tmp_path):
+    model = keras_resnets.CifarResNet(8)
+    _randomise_batchnorm(model)
+    path = export_saved_model(model, tmp_path / "m", crop_fraction=0.875, warmup=False)
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 40, 60, 3)).astype("float32")
+    got = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(pixels))
+    # Shorter side 40 -> round(32 / 0.875) = 37, so 40x60 -> 37x56, then the central 32x32.
+    resized = tf.image.resize(pixels, (37, 56)).numpy()[:, 2:34, 12:44]
+    want = model.predict(resized / 255.0, verbose=0)
+    np.testing.assert_allclose(got["probabilities"].numpy(), want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"preprocessing": "caffe"}, "preprocessing"),
+        ({"preprocessing": {"mean": (1, 2)}}, "mean"),
+        ({"class_names": ["a", "b"]}, "class_names"),
+        ({"top_k": 0}, "top_k"),
+        ({"version": -1}, "version"),
+        ({"input_size": 48}, "input_size"),
+        ({"crop_fraction": 1.5}, "crop_fraction"),
+    ],
+)
+def test_bad_arguments_are_named(tmp_path, kwargs, message):
+    model = keras_resnets.CifarResNet(8)
+    with pytest.raises(ValueError, match=message):
+        export_saved_model(model, tmp_path / "m", **kwargs)
+    assert not (tmp_path / "m").exists() or list_versions(tmp_path / "m") == []
+
+
+def test_a_model_without_its_classifier_is_refused(tmp_path):
+    model = keras_resnets.CifarResNet(8, include_top=False, pooling="avg")
+    with pytest.raises(ValueError, match="include_top"):
+        export_saved_model(model, tmp_path / "m")
+
+
+def test_cli_never_overwrites_a_version_unless_asked(exported, capsys):
+    argv = ["--model", str(exported["model_path"]), "--export-base", str(exported["base"])]
+    stamp = os.stat(exported["version_dir"] / "saved_model.pb").st_mtime_ns
+    assert export_cli.main([*argv, "--version", "1", "--no-warmup"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert os.stat(exported["version_dir"] / "saved_model.pb").st_mtime_ns == stamp
+    assert sorted(os.listdir(exported["base"])) == ["1"]
+
+
+def test_cli_reports_a_bad_model_file(tmp_path, capsys):
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"not a zip file")
+    assert export_cli.main(["--model", str(bad), "--export-base", str(tmp_path / "m")]) == 2
+    assert str(bad) in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("module", ["keras_resnets/export.py", "keras_resnets/transfer.py"])
+def test_library_modules_import_tensorflow_lazily(module):
+    tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
+    for node in tree.body:  # module level only; inside functions is fine
+        if isinstance(node, ast.Import):
+            assert all(alias.name.split(".")[0] != "tensorflow" for alias in node.names)
+        if isinstance(node, ast.ImportFrom):
+            assert (node.module or "").split(".")[0] != "tensorflow"

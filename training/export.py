@@ -1,0 +1,146 @@
+"""Export a trained `.keras` model for TensorFlow Serving.
+
+    python -m training.export --model runs/demo/model.keras \\
+        --export-base /srv/models/resnet20 [--version N]
+
+writes `/srv/models/resnet20/<N>/` (N defaults to one above the highest
+version present) atomically; see docs/deployment.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _input_size(text: str):
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        values = [int(part) for part in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-size must be N or HxW, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return tuple(values)
+    raise argparse.ArgumentTypeError(f"--input-size must be N or HxW, got {text!r}")
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface of `python -m training.export`."""
+    from keras_resnets.export import PREPROCESSING
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export",
+        description="Export a .keras classifier as a versioned SavedModel for TF Serving.",
+    )
+    parser.add_argument("--model", required=True, help="the trained model, a .keras file")
+    parser.add_argument(
+        "--export-base",
+        required=True,
+        help="the model's directory under the server's model base path; "
+        "the version is written inside it",
+    )
+    parser.add_argument(
+        "--version", type=int, default=None, help="version number (default: highest + 1)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace the version if it exists")
+    parser.add_argument(
+        "--preprocessing",
+        default="unit",
+        choices=sorted(PREPROCESSING),
+        help="pixel normalisation done in the graph (default: unit, pixels / 255)",
+    )
+    parser.add_argument(
+        "--mean",
+        type=_floats,
+        default=None,
+        help="per-channel mean on the [0, 1] scale, e.g. 0.43,0.43,0.43 (with --std: "
+        "(pixels / 255 - mean) / std, as the trainer normalises; replaces --preprocessing)",
+    )
+    parser.add_argument(
+        "--std", type=_floats, default=None, help="per-channel std on the [0, 1] scale"
+    )
+    parser.add_argument(
+        "--input-size",
+        type=_input_size,
+        default=None,
+        help="resize images to N or HxW (default: the model's input size)",
+    )
+    parser.add_argument(
+        "--crop-fraction",
+        type=float,
+        default=None,
+        help="ImageNet-style: resize the shorter side to size / F, then center-crop "
+        "(0.875 = resize 256, crop 224)",
+    )
+    parser.add_argument("--top-k", type=int, default=5, help="top classes returned (default 5)")
+    parser.add_argument(
+        "--class-names", default=None, help="a text file with one class name per line"
+    )
+    parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="do not write assets.extra/tf_serving_warmup_requests",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the export command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if not args.model.endswith(".keras"):
+        print(f"error: --model must be a .keras file, got {args.model!r}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.model):
+        print(f"error: --model file {args.model!r} does not exist", file=sys.stderr)
+        return 2
+
+    preprocessing = args.preprocessing
+    if (args.mean is None) != (args.std is None):
+        print("error: --mean and --std go together", file=sys.stderr)
+        return 2
+    if args.mean is not None:
+        preprocessing = {"scale": 1.0 / 255.0, "mean": args.mean, "std": args.std}
+
+    import keras
+
+    import keras_resnets  # noqa: F401  (registers the custom layers)
+
+    try:
+        model = keras.models.load_model(args.model)
+    except Exception as exc:  # noqa: BLE001 - any loading failure names the file
+        print(f"error: cannot load --model {args.model!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        path = keras_resnets.export_saved_model(
+            model,
+            args.export_base,
+            version=args.version,
+            preprocessing=preprocessing,
+            input_size=args.input_size,
+            top_k=args.top_k,
+            class_names=args.class_names,
+            crop_fraction=args.crop_fraction,
+            overwrite=args.overwrite,
+            warmup=not args.no_warmup,
+        )
+    except (ValueError, TypeError, FileExistsError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"exported {args.model} to {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
