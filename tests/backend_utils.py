@@ -25,6 +25,7 @@ CASES: dict[str, tuple[str, dict]] = {
     "resnext_11_4x4d": ("CifarResNeXt", {"depth": 11, "cardinality": 4, "base_width": 4}),
     "wide_resnet_10_2": ("WideResNet", {"depth": 10, "width": 2}),
     "densenet_bc16": ("CifarDenseNet", {"depth": 16, "growth_rate": 12}),
+    "resnet20_stochastic_depth": ("ResNet20", {"drop_path_rate": 0.5}),
 }
 
 INPUT_SEED = 1234

@@ -184,3 +184,52 @@ def test_dense_block_memory_efficient_matches_plain_or_says_why():
     np.testing.assert_allclose(gx1, gx0, atol=1e-5)
     for a, b in zip(gw1, gw0, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+# ---- StochasticDepth -------------------------------------------------------
+
+
+def _stochastic_layer(mode: str, seed: int):
+    from keras_resnets.layers import StochasticDepth
+
+    inputs = keras.Input((4, 4, 3))
+    branch = keras.Model(inputs, keras.layers.Conv2D(3, 3, padding="same", name="c")(inputs))
+    keras.utils.set_random_seed(0)
+    layer = StochasticDepth(branch, survival_probability=0.5, mode=mode, seed=seed)
+    layer.build((None, 4, 4, 3))
+    return layer, branch
+
+
+def test_stochastic_depth_batch_mode_draws_whole_batches_here():
+    layer, branch = _stochastic_layer("batch", seed=7)
+    x = np.random.default_rng(0).standard_normal((3, 4, 4, 3)).astype("float32")
+    full = x + keras.ops.convert_to_numpy(branch(x))
+    kept = []
+    for _ in range(24):
+        y = keras.ops.convert_to_numpy(layer(x, training=True))
+        dropped, whole = np.allclose(y, x, atol=1e-6), np.allclose(y, full, atol=1e-5)
+        assert dropped != whole  # the whole batch is either skipped or kept
+        kept.append(whole)
+    assert 0 < sum(kept) < len(kept)
+    # Inference: every block runs, residual scaled by p (scale="test").
+    y = keras.ops.convert_to_numpy(layer(x, training=False))
+    np.testing.assert_allclose(y, x + 0.5 * (full - x), atol=1e-5)
+    # The same seed repeats the same draws.
+    again, _ = _stochastic_layer("batch", seed=7)
+    again.set_weights(layer.get_weights())
+    repeat = [
+        np.allclose(keras.ops.convert_to_numpy(again(x, training=True)), full, atol=1e-5)
+        for _ in range(24)
+    ]
+    assert repeat == kept
+
+
+def test_stochastic_depth_sample_mode_draws_per_example_here():
+    layer, branch = _stochastic_layer("sample", seed=3)
+    x = np.random.default_rng(1).standard_normal((16, 4, 4, 3)).astype("float32")
+    residual = keras.ops.convert_to_numpy(branch(x))
+    y = keras.ops.convert_to_numpy(layer(x, training=True))
+    kept = [np.allclose(y[i], x[i] + residual[i] / 0.5, atol=1e-4) for i in range(16)]
+    dropped = [np.allclose(y[i], x[i], atol=1e-6) for i in range(16)]
+    assert all(k != d for k, d in zip(kept, dropped, strict=True))
+    assert 0 < sum(kept) < 16
