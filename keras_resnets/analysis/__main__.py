@@ -355,11 +355,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, *, train: bool = True, epochs: int = 0):
+    def common(p, *, train: bool = True, epochs: int = 0, size: int = 32):
         p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="where to write the files")
         p.add_argument("--seed", type=int, default=0)
         if train:
-            p.add_argument("--image-size", type=int, default=32, help="digits resized to this size")
+            p.add_argument(
+                "--image-size",
+                type=int,
+                default=size,
+                help=f"digits resized to this size (default {size}; 8 is their native size)",
+            )
             p.add_argument(
                 "--epochs",
                 type=int,
@@ -388,7 +393,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-deletions", type=int, default=None)
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--max-swaps", type=int, default=3)
-    common(p, epochs=8)
+    common(p, epochs=10, size=8)
     p.set_defaults(func=cmd_lesion)
 
     p = sub.add_parser("paths", help="path lengths and gradient by path length")
@@ -396,7 +401,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=16, help="paths sampled per length")
     p.add_argument("--examples", type=int, default=32, help="held-out images in the batch")
     p.add_argument("--mass", type=float, default=0.9, help="share the effective range holds")
-    common(p, epochs=4)
+    common(p, epochs=10, size=8)
     p.set_defaults(func=cmd_paths)
 
     p = sub.add_parser("schedule", help="stochastic-depth survival probability per block")

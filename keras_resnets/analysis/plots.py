@@ -20,6 +20,12 @@ def _figure(rows: int, cols: int, figsize, **kwargs):
     return fig, fig.subplots(rows, cols, squeeze=False, **kwargs)[0]
 
 
+def _integer_ticks(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp.png"
@@ -81,14 +87,15 @@ def plot_degradation(histories: dict[str, dict], path: str, title: str = "") -> 
             epochs = range(1, len(values) + 1)
             ax.plot(epochs, [100 * (1 - v) for v in values], style, color=color, label=name)
     axes[0].set_title("training error")
-    axes[1].set_title("test error")
+    axes[1].set_title("held-out (validation) error")
     for ax in axes:
+        _integer_ticks(ax)
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("error (%)")
     axes[1].legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.03)
     return _save(fig, path)
 
 
@@ -115,7 +122,7 @@ def plot_lesion(results: list[dict], path: str, title: str = "") -> str:
         axes[0].bar(xs, errors, width=width, color=color, label=result["model"])
         for x, s in zip(xs, single, strict=True):
             if s["error"] is None:
-                axes[0].text(x, 1, "x", ha="center", color=color)
+                axes[0].text(x, 2, "x", ha="center", va="bottom", color=color, fontsize=12)
         axes[0].axhline(100 * result["baseline_error"], color=color, linestyle=":")
         if result["deletions"]:
             ks = [0] + [d["k"] for d in result["deletions"]]
@@ -138,14 +145,16 @@ def plot_lesion(results: list[dict], path: str, title: str = "") -> str:
     axes[1].set_xlabel("blocks deleted at random (k)")
     axes[1].set_ylabel("test error (%)")
     axes[1].set_title("delete k blocks")
+    _integer_ticks(axes[1])
     if has_swaps:
+        _integer_ticks(axes[2])
         axes[2].set_xlabel("random swaps of two blocks")
         axes[2].set_title("reorder blocks")
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.03)
     return _save(fig, path)
 
 
@@ -183,7 +192,7 @@ def plot_paths(result: dict, path: str, title: str = "") -> str:
         ax.set_xlabel("path length (residual branches on the path)")
         ax.grid(True, alpha=0.3)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.03)
     return _save(fig, path)
 
 
