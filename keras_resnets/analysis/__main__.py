@@ -180,6 +180,8 @@ def cmd_degradation(args) -> int:
             f"error: the degradation command trains through the trainer, `training.train.run`, "
             f"which could not be imported ({exc})."
         ) from exc
+    import yaml
+
     from keras_resnets.analysis.plots import plot_degradation
 
     overrides = {}
@@ -187,7 +189,7 @@ def cmd_degradation(args) -> int:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"error: --set expects key=value, got {item!r}")
-        overrides[key] = value
+        overrides[key.strip()] = yaml.safe_load(value)  # YAML rules, as the trainer's --set
     histories, rows, runs = {}, [], {}
     for name in args.models:
         result = run(

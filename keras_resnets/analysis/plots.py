@@ -172,19 +172,19 @@ def plot_paths(result: dict, path: str, title: str = "") -> str:
     fig, axes = _figure(1, 3, (15, 4))
     lengths = result["length"]
     axes[0].bar(lengths, result["fraction"], color="C0")
-    axes[0].set_title(f"distribution of path length ({result['num_blocks']} blocks)")
+    axes[0].set_title(f"path lengths ({result['num_blocks']} blocks)")
     axes[0].set_ylabel("fraction of paths")
-    axes[1].errorbar(
-        lengths, result["gradient_norm"], yerr=result["gradient_norm_std"], marker="o", color="C1"
-    )
+    measured = [(k, g) for k, g in zip(lengths, result["gradient_norm"], strict=True) if g > 0]
+    if measured:
+        axes[1].plot(*zip(*measured, strict=True), marker="o", color="C1")
     axes[1].set_yscale("log")
-    axes[1].set_title("gradient magnitude at input per path")
+    axes[1].set_title("gradient magnitude per path")
     axes[1].set_ylabel("||d loss / d input||")
     axes[2].bar(lengths, result["contribution_fraction"], color="C2")
     low, high = result["effective_range"]
     axes[2].axvspan(low - 0.5, high + 0.5, color="C2", alpha=0.15)
     axes[2].set_title(
-        f"total gradient by path length (effective {low}-{high}: "
+        f"total gradient (shaded: {low}-{high}, "
         f"{100 * result['effective_path_fraction']:.2g}% of paths)"
     )
     axes[2].set_ylabel("share of total gradient")
