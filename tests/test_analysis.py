@@ -246,6 +246,11 @@ def test_find_blocks_plain_and_errors():
     flat = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises((ValueError, TypeError)):
         analysis.find_blocks(flat)
+    inputs = keras.Input((4,))
+    branch = keras.layers.Dense(4, name="b_dense")(inputs)
+    averaged = keras.layers.Average(name="b_add")([inputs, branch])
+    with pytest.raises(ValueError, match="'b_add' \\(Average"):
+        analysis.find_blocks(keras.Model(inputs, averaged))
 
 
 # -------------------------------------------------------------------- lesions

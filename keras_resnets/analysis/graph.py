@@ -185,7 +185,8 @@ def find_blocks(model: keras.Model) -> list[Block]:
         The blocks in graph order.
 
     Raises:
-        ValueError: the model has no blocks named this way.
+        ValueError: the model has no blocks named this way, or a layer named
+            `{block}_add` is not an `Add` of one branch and one shortcut.
 
     Example:
         >>> blocks = find_blocks(keras_resnets.ResNet20())
@@ -194,17 +195,17 @@ def find_blocks(model: keras.Model) -> list[Block]:
     """
     graph = _Graph(model)
     found = []
-    for layer in graph.layers:
-        match = _ADD.match(layer.name)
-        if not match or not isinstance(layer, keras.layers.Add):
-            continue
+    merges = [layer for layer in graph.layers if _ADD.match(layer.name)]
+    for layer in merges:
+        prefix = _ADD.match(layer.name)["block"]
         inputs = graph.inputs_of(layer)
-        if len(inputs) != 2:
-            continue
-        prefix = match["block"]
         kinds = [_is_shortcut(graph, t, prefix) for t in inputs]
-        if sum(kinds) != 1:
-            continue
+        if not isinstance(layer, keras.layers.Add) or len(inputs) != 2 or sum(kinds) != 1:
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__} of {len(inputs)} inputs) is "
+                "named like a residual merge but is not a keras.layers.Add of one branch "
+                "and one shortcut; the analysis tools cannot take this block apart."
+            )
         shortcut = inputs[kinds.index(True)]
         branch = inputs[kinds.index(False)]
         block_input = _block_input(graph, branch, prefix)
@@ -222,7 +223,7 @@ def find_blocks(model: keras.Model) -> list[Block]:
                 same_shape=tuple(block_input.shape) == tuple(output.shape),
             )
         )
-    if not found:
+    if not merges:
         for layer in graph.layers:
             match = _OUT.match(layer.name)
             if not match:
