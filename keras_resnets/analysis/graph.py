@@ -43,6 +43,8 @@ class Block:
         add_layer: name of the merge layer (None for plain blocks).
         identity_shortcut: True when the shortcut is the block input itself.
         same_shape: True when input and output shapes are equal.
+        owns_branch: True when the merge layer owns the branch (stochastic
+            depth's `StochasticDepth` wraps it; `branch` is then None).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Block:
     add_layer: str | None = None
     identity_shortcut: bool = False
     same_shape: bool = False
+    owns_branch: bool = False
 
     @property
     def downsampling(self) -> bool:
@@ -136,6 +139,21 @@ def _is_shortcut(graph: _Graph, tensor, prefix: str) -> bool:
     return name is None or not name.startswith(prefix + "_") or "shortcut" in name[len(prefix) :]
 
 
+def _owns_branch(layer) -> bool:
+    """A merge layer that owns its residual branch (issue 6's `StochasticDepth`)."""
+    return isinstance(getattr(layer, "branch", None), keras.layers.Layer) and hasattr(
+        layer, "survival_probability"
+    )
+
+
+def _owned_branch_output(merge, x):
+    """The branch term a branch-owning merge adds at inference (scaled by p for scale="test")."""
+    y = merge.branch(x, training=False)
+    if getattr(merge, "scale", "test") == "test" and merge.survival_probability != 1.0:
+        y = keras.layers.Rescaling(merge.survival_probability, name=f"{merge.name}_test_scale")(y)
+    return y
+
+
 def _walk_out(graph: _Graph, tensor, prefix: str):
     """Follow single-consumer layers named `{prefix}_*` after the merge."""
     while True:
@@ -199,6 +217,23 @@ def find_blocks(model: keras.Model) -> list[Block]:
     for layer in merges:
         prefix = _ADD.match(layer.name)["block"]
         inputs = graph.inputs_of(layer)
+        if _owns_branch(layer):
+            # StochasticDepth(branch)(x) or (...)([x, shortcut]): x feeds the branch.
+            output = _walk_out(graph, keras.tree.flatten(layer.output)[0], prefix)
+            found.append(
+                Block(
+                    name=prefix,
+                    residual=True,
+                    input=inputs[0],
+                    output=output,
+                    shortcut=inputs[-1],
+                    add_layer=layer.name,
+                    identity_shortcut=len(inputs) == 1,
+                    same_shape=tuple(inputs[0].shape) == tuple(output.shape),
+                    owns_branch=True,
+                )
+            )
+            continue
         kinds = [_is_shortcut(graph, t, prefix) for t in inputs]
         if not isinstance(layer, keras.layers.Add) or len(inputs) != 2 or sum(kinds) != 1:
             raise ValueError(
@@ -292,7 +327,9 @@ def rebuild(
             output shapes match its own. None keeps the graph's order.
         wrap_merge: `wrap_merge(block, merge_layer, shortcut, branch) ->
             tensor` replaces the call of each residual block's merge layer
-            (used to put a gate on the branch).
+            (used to put a gate on the branch). A merge that owns its branch
+            (stochastic depth) is unfolded into its inference-time form,
+            `Add([shortcut, p * branch(x)])`, so the result is for inference.
         name: name of the new model (default `"{model.name}_rebuilt"`).
 
     Returns:
@@ -326,6 +363,12 @@ def rebuild(
         copy = copies[layer.name]
         block = by_add.get(layer.name)
         if block is not None and wrap_merge is not None:
+            if block.owns_branch:
+                values = keras.tree.flatten(args)
+                shortcut_value = values[-1]
+                branch_value = _owned_branch_output(copy, values[0])
+                merge = keras.layers.Add(name=f"{block.name}_add_unwrapped")
+                return wrap_merge(block, merge, shortcut_value, branch_value)
             shortcut_value, branch_value = _split_merge_args(graph, layer, block, args)
             return wrap_merge(block, copy, shortcut_value, branch_value)
         return copy(args)
@@ -349,7 +392,12 @@ def rebuild(
         outputs = _evaluate_in_order(graph, blocks, order, inputs, aliases, call)
     new = keras.Model(inputs, outputs, name=name or f"{model.name}_rebuilt")
     for layer_name, copy in copies.items():
-        copy.set_weights(graph.layers[graph.index[layer_name]].get_weights())
+        original = graph.layers[graph.index[layer_name]]
+        if by_add.get(layer_name) is not None and by_add[layer_name].owns_branch:
+            if wrap_merge is not None:  # only the owned branch was called
+                copy.branch.set_weights(original.branch.get_weights())
+                continue
+        copy.set_weights(original.get_weights())
     return new
 
 
