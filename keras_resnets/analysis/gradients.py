@@ -56,8 +56,9 @@ def _weighted_layers(model: keras.Model) -> list:
     """Layers with a kernel, in graph order (nested models flattened)."""
     found = []
     for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            found.extend(_weighted_layers(layer))
+        inner = layer if isinstance(layer, keras.Model) else getattr(layer, "branch", None)
+        if isinstance(inner, keras.Model):  # a nested model, or a layer owning its branch
+            found.extend(_weighted_layers(inner))
         elif getattr(layer, "kernel", None) is not None and layer.trainable:
             found.append(layer)
     return found
@@ -113,8 +114,14 @@ def gradient_norms(
     finally:
         for variable, saved in zip(model.non_trainable_variables, state, strict=True):
             variable.assign(saved)
+    # A kernel the loss does not reach on this step (a branch that stochastic
+    # depth dropped) has a zero gradient.
     return [
-        {"index": i, "layer": layer.name, "norm": float(np.linalg.norm(np.asarray(g)))}
+        {
+            "index": i,
+            "layer": layer.name,
+            "norm": 0.0 if g is None else float(np.linalg.norm(np.asarray(g))),
+        }
         for i, (layer, g) in enumerate(zip(layers, grads, strict=True))
     ]
 
