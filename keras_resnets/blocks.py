@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_resnets.layers import ZeroPadShortcut
+from keras_resnets.layers import Highway, ZeroPadShortcut
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
@@ -90,13 +90,29 @@ def shortcut_kind(option: str, in_channels: int, out_channels: int, strides: int
     return "projection"
 
 
-def shortcut(x, filters: int, *, strides: int, kind: str, name: str, epsilon: float = BN_EPSILON):
-    """The shortcut path: identity, option A zero padding, or 1x1 conv + BN."""
+def shortcut(
+    x,
+    filters: int,
+    *,
+    strides: int,
+    kind: str,
+    name: str,
+    epsilon: float = BN_EPSILON,
+    normalize: bool = True,
+):
+    """The shortcut path: identity, option A zero padding, or 1x1 conv + BN.
+
+    `normalize=False` leaves the BN out of the projection (pre-activation
+    units: the projection reads the activated input and the next unit
+    normalises the sum).
+    """
     if kind == "identity":
         return x
     if kind == "zero_pad":
         return ZeroPadShortcut(filters, strides, name=f"{name}_shortcut")(x)
     x = conv(x, filters, 1, strides=strides, name=f"{name}_shortcut")
+    if not normalize:
+        return x
     return batch_norm(x, name=f"{name}_shortcut_bn", epsilon=epsilon)
 
 
@@ -104,6 +120,279 @@ def merge(branch, short, *, name: str, residual: bool = True):
     """Add the branch to the shortcut (if `residual`) and apply the final ReLU."""
     x = keras.layers.Add(name=f"{name}_add")([short, branch]) if residual else branch
     return relu(x, name=f"{name}_out")
+
+
+# ---- residual units: branch computation + shortcut + merge ---------------------
+
+UNITS = (
+    "original",
+    "bn_after_addition",
+    "relu_before_addition",
+    "relu_only_preactivation",
+    "full_preactivation",
+)
+PREACT_UNITS = ("relu_only_preactivation", "full_preactivation")
+SHORTCUT_VARIANTS = (
+    "identity",
+    "constant_scaling",
+    "exclusive_gating",
+    "shortcut_only_gating",
+    "conv_shortcut",
+    "dropout_shortcut",
+)
+GATE_BIAS = -6.0
+SHORTCUT_DROPOUT = 0.5
+
+
+def _conv_plan(block, filters, *, strides, expansion, width, groups, stride_in_1x1):
+    """(filters, kernel, strides, groups) of each convolution of a unit's branch."""
+    if block == "basic":
+        return [(filters, 3, strides, 1), (filters, 3, 1, 1)]
+    width = filters if width is None else width
+    s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
+    return [(width, 1, s1, 1), (width, 3, s3, groups), (filters * expansion, 1, 1, 1)]
+
+
+def preactivation(
+    x, *, unit: str, name: str, index: int | None = None, epsilon: float = BN_EPSILON
+):
+    """The activation a pre-activation unit puts before its convolution `index`.
+
+    `"full_preactivation"`: BN then ReLU (`{name}_bn{index}`,
+    `{name}_relu{index}`); `"relu_only_preactivation"`: ReLU only. With
+    `index=None` the layers are `{name}_bn`, `{name}_relu` (the networks'
+    final `post_bn`, `post_relu`).
+    """
+    suffix = "" if index is None else str(index)
+    if unit == "full_preactivation":
+        x = batch_norm(x, name=f"{name}_bn{suffix}", epsilon=epsilon)
+    return relu(x, name=f"{name}_relu{suffix}")
+
+
+def unit_branch(
+    filters: int,
+    *,
+    strides: int,
+    name: str,
+    block: str = "basic",
+    unit: str = "original",
+    preactivate_input: bool = True,
+    expansion: int = 4,
+    width: int | None = None,
+    groups: int = 1,
+    stride_in_1x1: bool = False,
+    epsilon: float = BN_EPSILON,
+):
+    """Return `branch(x)`, the residual function F of one unit, as one callable.
+
+    The branch holds every layer of F (and nothing of the shortcut or the
+    merge), so it can be wrapped as a whole, e.g. by stochastic depth.
+
+    Args:
+        filters: output channels (basic) or base width (bottleneck).
+        strides: the unit's stride.
+        name: layer name prefix.
+        block: `"basic"` (two 3x3) or `"bottleneck"` (1x1, 3x3, 1x1).
+        unit: one of `UNITS` (He et al. 2016, Figure 4).
+        preactivate_input: for pre-activation units, whether the branch
+            starts with the pre-activation (False when it is shared with the
+            shortcut and applied before the split, or the input is already
+            activated).
+        expansion, width, groups, stride_in_1x1: bottleneck options, as in
+            `bottleneck_block`.
+        epsilon: BatchNormalization epsilon.
+
+    Returns:
+        A function mapping the unit's input tensor to the branch output.
+    """
+    plan = _conv_plan(
+        block,
+        filters,
+        strides=strides,
+        expansion=expansion,
+        width=width,
+        groups=groups,
+        stride_in_1x1=stride_in_1x1,
+    )
+    last = len(plan)
+
+    def branch(x):
+        for index, (channels, kernel, stride, conv_groups) in enumerate(plan, start=1):
+            if unit in PREACT_UNITS and (index > 1 or preactivate_input):
+                x = preactivation(x, unit=unit, name=name, index=index, epsilon=epsilon)
+            x = conv(
+                x, channels, kernel, strides=stride, groups=conv_groups, name=f"{name}_conv{index}"
+            )
+            if unit == "full_preactivation":
+                continue
+            if unit == "bn_after_addition" and index == last:
+                continue  # its BN follows the addition
+            x = batch_norm(x, name=f"{name}_bn{index}", epsilon=epsilon)
+            if unit in ("original", "bn_after_addition") and index < last:
+                x = relu(x, name=f"{name}_relu{index}")
+            elif unit == "relu_before_addition":
+                x = relu(x, name=f"{name}_relu{index}")
+        return x
+
+    return branch
+
+
+def _variant_shortcut(x, out_channels, *, kind, strides, variant, name, epsilon, normalize):
+    if variant == "conv_shortcut":
+        # He et al. 2016, Figure 2(e): a 1x1 convolution on every shortcut,
+        # linear, so initialised to preserve variance (Glorot), no BN.
+        return keras.layers.Conv2D(
+            out_channels,
+            1,
+            strides=strides,
+            use_bias=False,
+            kernel_initializer="glorot_uniform",
+            name=f"{name}_shortcut",
+        )(x)
+    short = shortcut(
+        x,
+        out_channels,
+        strides=strides,
+        kind=kind,
+        name=name,
+        epsilon=epsilon,
+        normalize=normalize,
+    )
+    if variant == "dropout_shortcut":
+        # Keras's dropout rescales by 1/(1 - p) in training; the paper's
+        # dropout shortcut is "statistically a scale of 0.5": mask in training,
+        # 0.5 at inference. Rescaling by 0.5 after inverted dropout gives that.
+        short = keras.layers.Dropout(SHORTCUT_DROPOUT, name=f"{name}_shortcut_dropout")(short)
+        short = keras.layers.Rescaling(1.0 - SHORTCUT_DROPOUT, name=f"{name}_shortcut_scale")(short)
+    return short
+
+
+def _combine(branch, short, *, variant, gate_bias, name):
+    if variant == "constant_scaling":
+        return keras.layers.Average(name=f"{name}_add")([short, branch])
+    if variant == "exclusive_gating":
+        return Highway(coupled=True, transform_bias=gate_bias, name=f"{name}_gate")([branch, short])
+    if variant == "shortcut_only_gating":
+        # y = F + (1 - g) x with g = sigmoid(conv + b_g): the carry gate
+        # C = 1 - g is a sigmoid with bias -b_g.
+        return Highway(
+            coupled=False, transform_gate=False, carry_bias=-gate_bias, name=f"{name}_gate"
+        )([branch, short])
+    return keras.layers.Add(name=f"{name}_add")([short, branch])
+
+
+def residual_unit(
+    x,
+    filters: int,
+    *,
+    strides: int,
+    name: str,
+    block: str = "basic",
+    unit: str = "original",
+    shortcut_option: str = "projection",
+    shortcut_variant: str = "identity",
+    gate_bias: float = GATE_BIAS,
+    residual: bool = True,
+    preactivate: bool = True,
+    expansion: int = 4,
+    width: int | None = None,
+    groups: int = 1,
+    stride_in_1x1: bool = False,
+    epsilon: float = BN_EPSILON,
+    wrap_branch=None,
+):
+    """One residual unit: branch F, shortcut h, merge, post-merge activation.
+
+    The five units of He et al. (2016, Figure 4), for basic and bottleneck
+    blocks:
+
+    - `"original"`: `relu(h(x) + BN(conv(...)))` (He et al. 2015);
+    - `"bn_after_addition"`: `relu(BN(h(x) + conv(...)))`;
+    - `"relu_before_addition"`: `h(x) + relu(BN(conv(...)))`;
+    - `"relu_only_preactivation"`: `h(x) + BN(conv(relu(...)))`;
+    - `"full_preactivation"`: `h(x) + conv(relu(BN(...)))`.
+
+    Pre-activation units whose shortcut is not the identity (projection or
+    zero padding where the shape changes) apply the first pre-activation
+    before the split, so the shortcut sees the activated input, and their
+    projections have no BN, as in the authors' code (He et al.'s
+    resnet-1k-layers) and keras.applications' ResNetV2; identity shortcuts
+    always carry the raw input.
+
+    The shortcut variants of He et al. (2016, Table 1): `"identity"` (plain
+    addition), `"constant_scaling"` (`0.5 h + 0.5 F`), `"exclusive_gating"`
+    (`g F + (1 - g) h`, `g` a 1x1-conv sigmoid gate with bias `gate_bias`),
+    `"shortcut_only_gating"` (`F + (1 - g) h`), `"conv_shortcut"` (a 1x1
+    convolution on every shortcut), `"dropout_shortcut"` (dropout 0.5 on the
+    shortcut, scaled by 0.5 at inference).
+
+    Args:
+        x: input tensor (NHWC).
+        filters: output channels (basic) or base width (bottleneck; the
+            output has `filters * expansion` channels).
+        strides: the unit's stride.
+        name: layer name prefix, e.g. `"stage2_block1"`.
+        block: `"basic"` or `"bottleneck"`.
+        unit: one of `UNITS`.
+        shortcut_option: `"zero_pad"` (A), `"projection"` (B) or
+            `"all_projection"` (C).
+        shortcut_variant: one of `SHORTCUT_VARIANTS`.
+        gate_bias: initial bias of the gate `g` of the gating variants.
+        residual: False builds the plain unit (no shortcut).
+        preactivate: False skips the first pre-activation of a
+            pre-activation unit (its input is already activated, e.g. after
+            an ImageNet stem).
+        expansion, width, groups, stride_in_1x1: bottleneck options.
+        epsilon: BatchNormalization epsilon.
+        wrap_branch: optional `wrap_branch(branch, x, name) -> tensor` that
+            applies the branch function to `x` (default `branch(x)`); the
+            hook through which the whole branch can be wrapped.
+
+    Returns:
+        The unit's output tensor, produced by the layer `{name}_out`.
+    """
+    in_channels = x.shape[-1]
+    out_channels = filters if block == "basic" else filters * expansion
+    kind = None
+    if residual:
+        kind = shortcut_kind(shortcut_option, in_channels, out_channels, strides)
+    shared = unit in PREACT_UNITS and preactivate and kind not in (None, "identity")
+    if shared:
+        x = preactivation(x, unit=unit, name=name, index=1, epsilon=epsilon)
+    branch_fn = unit_branch(
+        filters,
+        strides=strides,
+        name=name,
+        block=block,
+        unit=unit,
+        preactivate_input=preactivate and not shared,
+        expansion=expansion,
+        width=width,
+        groups=groups,
+        stride_in_1x1=stride_in_1x1,
+        epsilon=epsilon,
+    )
+    branch = branch_fn(x) if wrap_branch is None else wrap_branch(branch_fn, x, name)
+    if residual:
+        short = _variant_shortcut(
+            x,
+            out_channels,
+            kind=kind,
+            strides=strides,
+            variant=shortcut_variant,
+            name=name,
+            epsilon=epsilon,
+            normalize=unit not in PREACT_UNITS,
+        )
+        y = _combine(branch, short, variant=shortcut_variant, gate_bias=gate_bias, name=name)
+    else:
+        y = branch
+    if unit == "bn_after_addition":
+        last = 2 if block == "basic" else 3
+        y = batch_norm(y, name=f"{name}_bn{last}", epsilon=epsilon)
+    if unit in ("original", "bn_after_addition"):
+        return relu(y, name=f"{name}_out")
+    return keras.layers.Identity(name=f"{name}_out")(y)
 
 
 def basic_block(
@@ -115,6 +404,7 @@ def basic_block(
     shortcut_option: str = "projection",
     residual: bool = True,
     epsilon: float = BN_EPSILON,
+    **unit_options,
 ):
     """Two 3x3 convolutions (He et al. 2015, Figure 2 left).
 
@@ -127,21 +417,23 @@ def basic_block(
             `"all_projection"` (C).
         residual: False builds the plain baseline unit (no shortcut).
         epsilon: BatchNormalization epsilon.
+        **unit_options: `unit`, `shortcut_variant`, `gate_bias`,
+            `preactivate`, `wrap_branch` (see `residual_unit`).
 
     Returns:
         The block's output tensor.
     """
-    in_channels = x.shape[-1]
-    branch = conv(x, filters, 3, strides=strides, name=f"{name}_conv1")
-    branch = batch_norm(branch, name=f"{name}_bn1", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu1")
-    branch = conv(branch, filters, 3, name=f"{name}_conv2")
-    branch = batch_norm(branch, name=f"{name}_bn2", epsilon=epsilon)
-    short = None
-    if residual:
-        kind = shortcut_kind(shortcut_option, in_channels, filters, strides)
-        short = shortcut(x, filters, strides=strides, kind=kind, name=name, epsilon=epsilon)
-    return merge(branch, short, name=name, residual=residual)
+    return residual_unit(
+        x,
+        filters,
+        strides=strides,
+        name=name,
+        block="basic",
+        shortcut_option=shortcut_option,
+        residual=residual,
+        epsilon=epsilon,
+        **unit_options,
+    )
 
 
 def bottleneck_block(
@@ -157,6 +449,7 @@ def bottleneck_block(
     groups: int = 1,
     stride_in_1x1: bool = False,
     epsilon: float = BN_EPSILON,
+    **unit_options,
 ):
     """1x1 reduce, 3x3, 1x1 expand (He et al. 2015, Figure 5 right).
 
@@ -177,27 +470,78 @@ def bottleneck_block(
         groups: groups of the 3x3 convolution (ResNeXt's cardinality).
         stride_in_1x1: put the stride on the first 1x1 convolution.
         epsilon: BatchNormalization epsilon.
+        **unit_options: `unit`, `shortcut_variant`, `gate_bias`,
+            `preactivate`, `wrap_branch` (see `residual_unit`).
 
     Returns:
         The block's output tensor.
     """
-    in_channels = x.shape[-1]
-    out_channels = filters * expansion
-    width = filters if width is None else width
-    s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
-    branch = conv(x, width, 1, strides=s1, name=f"{name}_conv1")
-    branch = batch_norm(branch, name=f"{name}_bn1", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu1")
-    branch = conv(branch, width, 3, strides=s3, groups=groups, name=f"{name}_conv2")
-    branch = batch_norm(branch, name=f"{name}_bn2", epsilon=epsilon)
-    branch = relu(branch, name=f"{name}_relu2")
-    branch = conv(branch, out_channels, 1, name=f"{name}_conv3")
-    branch = batch_norm(branch, name=f"{name}_bn3", epsilon=epsilon)
-    short = None
-    if residual:
-        kind = shortcut_kind(shortcut_option, in_channels, out_channels, strides)
-        short = shortcut(x, out_channels, strides=strides, kind=kind, name=name, epsilon=epsilon)
-    return merge(branch, short, name=name, residual=residual)
+    return residual_unit(
+        x,
+        filters,
+        strides=strides,
+        name=name,
+        block="bottleneck",
+        shortcut_option=shortcut_option,
+        residual=residual,
+        expansion=expansion,
+        width=width,
+        groups=groups,
+        stride_in_1x1=stride_in_1x1,
+        epsilon=epsilon,
+        **unit_options,
+    )
+
+
+def highway_layer(
+    x,
+    filters: int,
+    *,
+    strides: int,
+    name: str,
+    coupled: bool = True,
+    transform_bias: float = -1.0,
+    carry_bias: float | None = None,
+    gate_kernel_size: int = 3,
+    shortcut_option: str = "zero_pad",
+    epsilon: float = BN_EPSILON,
+):
+    """One highway layer (Srivastava et al. 2015): `y = H(x) T + x (1 - T)`.
+
+    H is one 3x3 convolution + BN + ReLU (`{name}_conv1`, `_bn1`, `_relu1`);
+    the carried input is the unit's shortcut (identity, or option A / B where
+    the shape changes); the gates are `gate_kernel_size` convolutions of the
+    carried input inside the `Highway` layer `{name}_gate`.
+
+    Args:
+        x: input tensor (NHWC).
+        filters: output channels.
+        strides: stride of H and of the shortcut.
+        name: layer name prefix.
+        coupled: True: carry gate `1 - T`; False: a separate carry gate.
+        transform_bias: initial transform-gate bias.
+        carry_bias: initial carry-gate bias (`coupled=False`).
+        gate_kernel_size: kernel size of the gate convolutions.
+        shortcut_option: how the carry changes shape (`"zero_pad"`,
+            `"projection"`).
+        epsilon: BatchNormalization epsilon.
+
+    Returns:
+        The layer's output tensor, produced by `{name}_out`.
+    """
+    kind = shortcut_kind(shortcut_option, x.shape[-1], filters, strides)
+    h = conv(x, filters, 3, strides=strides, name=f"{name}_conv1")
+    h = batch_norm(h, name=f"{name}_bn1", epsilon=epsilon)
+    h = relu(h, name=f"{name}_relu1")
+    carry = shortcut(x, filters, strides=strides, kind=kind, name=name, epsilon=epsilon)
+    y = Highway(
+        coupled=coupled,
+        transform_bias=transform_bias,
+        carry_bias=carry_bias,
+        kernel_size=gate_kernel_size,
+        name=f"{name}_gate",
+    )([h, carry])
+    return keras.layers.Identity(name=f"{name}_out")(y)
 
 
 def imagenet_stem(x, filters: int = 64, *, epsilon: float = BN_EPSILON, preact: bool = False):

@@ -29,3 +29,50 @@ def check_fraction(argument: str, value, *, low: float, high: float, closed_high
         bracket = "]" if closed_high else ")"
         raise ValueError(f"`{argument}` must be in [{low}, {high}{bracket}, got {value!r}.")
     return float(value)
+
+
+def iter_layers(model):
+    """Yield every layer of `model`, nested ones included, depth first.
+
+    Functional models list only their top-level layers; blocks such as
+    `DenseBlock` hold their own sub-layers (`block1_layer3_conv2`, ...).
+    This walks both, so weights can be matched by name.
+
+    Args:
+        model: a `keras.Model` or layer.
+
+    Returns:
+        A generator of `keras.layers.Layer`, each once, in model order.
+
+    Example:
+        >>> names = [layer.name for layer in iter_layers(keras_resnets.DenseNet121())]
+        >>> "block1_layer3_conv2" in names
+        True
+    """
+    seen = set()
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            yield layer
+
+
+def find_layer(model, name: str):
+    """Return the layer called `name` anywhere in `model` (nested ones included).
+
+    Args:
+        model: a `keras.Model`.
+        name: the layer name, e.g. `"block1_layer3_conv2"`.
+
+    Returns:
+        The `keras.layers.Layer`.
+
+    Raises:
+        ValueError: no layer has that name.
+
+    Example:
+        >>> conv = find_layer(keras_resnets.DenseNet121(), "block1_layer3_conv2")
+    """
+    for layer in iter_layers(model):
+        if layer.name == name:
+            return layer
+    raise ValueError(f"No layer named {name!r} in model {model.name!r}.")

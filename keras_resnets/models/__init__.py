@@ -4,11 +4,14 @@ Each family module defines `__all__` with its public builders; add one
 import line here per family.
 """
 
-from keras_resnets.models import resnet
+from keras_resnets.models import densenet, highway, preact, resnet
+from keras_resnets.models.densenet import *  # noqa: F403
+from keras_resnets.models.highway import *  # noqa: F403
+from keras_resnets.models.preact import *  # noqa: F403
 from keras_resnets.models.registry import get_model, list_models, model_info, model_table
 from keras_resnets.models.resnet import *  # noqa: F403
 
-_FAMILIES = (resnet,)
+_FAMILIES = (resnet, preact, highway, densenet)
 
 __all__ = [
     "get_model",

@@ -59,6 +59,8 @@ class ResNetSpec:
         first_stage: index of the first stage in layer names (ImageNet
             stages are `stage2`..`stage5` as C2..C5; CIFAR `stage1`..`stage3`).
         stem_width: channels of the stem convolution.
+        unit: the residual unit (`blocks.UNITS`): `"original"` for v1,
+            `"full_preactivation"` for the pre-activation networks.
     """
 
     block: str
@@ -71,6 +73,7 @@ class ResNetSpec:
     residual: bool = True
     first_stage: int = 2
     stem_width: int = 64
+    unit: str = "original"
 
     @property
     def total_stride(self) -> int:
@@ -91,36 +94,72 @@ def _imagenet(block, depths, residual=True):
     )
 
 
-def cifar_spec(depth: int, residual: bool = True, argument: str = "depth") -> ResNetSpec:
-    """The spec of He et al.'s CIFAR network of `depth` = 6n + 2 layers."""
-    check_int(argument, depth, minimum=8)
-    if (depth - 2) % 6:
-        valid = ", ".join(str(6 * n + 2) for n in range(1, 8))
+def cifar_spec(
+    depth: int,
+    residual: bool = True,
+    argument: str = "depth",
+    *,
+    block: str = "basic",
+    unit: str = "original",
+) -> ResNetSpec:
+    """The spec of He et al.'s CIFAR network of `depth` layers.
+
+    Basic blocks: `depth` = 6n + 2, widths 16/32/64, option A shortcuts
+    (He et al. 2015). Bottleneck blocks: `depth` = 9n + 2, base widths
+    16/32/64 with outputs 64/128/256, projection shortcuts where the shape
+    changes (He et al. 2016's ResNet-164 and ResNet-1001).
+    """
+    check_choice("block", block, ("basic", "bottleneck"))
+    layers_per_block = 2 if block == "basic" else 3
+    step = 3 * layers_per_block
+    check_int(argument, depth, minimum=step + 2)
+    if (depth - 2) % step:
+        valid = ", ".join(str(step * n + 2) for n in range(1, 8))
         raise ValueError(
-            f"`{argument}` must be 6n + 2 for CIFAR ResNets (3 stages of n basic blocks), "
-            f"got {depth}; valid depths are {valid}, ..."
+            f"`{argument}` must be {step}n + 2 for CIFAR ResNets with {block} blocks "
+            f"(3 stages of n blocks of {layers_per_block} layers), got {depth}; "
+            f"valid depths are {valid}, ..."
         )
-    n = (depth - 2) // 6
+    n = (depth - 2) // step
     return ResNetSpec(
-        block="basic",
+        block=block,
         depths=(n, n, n),
         widths=(16, 32, 64),
         stem="cifar",
         default_size=32,
         default_classes=10,
-        shortcut="zero_pad",
+        shortcut="zero_pad" if block == "basic" else "projection",
         residual=residual,
         first_stage=1,
         stem_width=16,
+        unit=unit,
     )
 
 
-def resnet_body(spec: ResNetSpec, *, shortcut: str, stride_in_1x1: bool = False):
-    """Return `body(x)` building the stem and all stages of `spec`."""
+def resnet_body(
+    spec: ResNetSpec,
+    *,
+    shortcut: str,
+    stride_in_1x1: bool = False,
+    unit: str | None = None,
+    shortcut_variant: str = "identity",
+    gate_bias: float = blocks.GATE_BIAS,
+):
+    """Return `body(x)` building the stem and all stages of `spec`.
+
+    With a pre-activation `unit`, a CIFAR stem is the convolution alone (the
+    first unit activates it) and the network ends with the unit's activation
+    (`post_bn`, `post_relu`) before pooling; an ImageNet stem keeps its
+    BN-ReLU before max pooling and the first unit skips its pre-activation,
+    as in the authors' Torch code (fb.resnet.torch `preresnet`).
+    """
+    unit = spec.unit if unit is None else unit
+    preact = unit in blocks.PREACT_UNITS
+    stem_activates = spec.stem == "imagenet" or not preact
 
     def body(x):
         stem = blocks.imagenet_stem if spec.stem == "imagenet" else blocks.cifar_stem
-        x = stem(x, spec.stem_width)
+        x = stem(x, spec.stem_width, preact=not stem_activates)
         for stage_index, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
             for block_index in range(depth):
                 strides = 2 if stage_index > 0 and block_index == 0 else 1
@@ -130,11 +169,17 @@ def resnet_body(spec: ResNetSpec, *, shortcut: str, stride_in_1x1: bool = False)
                     name=name,
                     shortcut_option=shortcut,
                     residual=spec.residual,
+                    unit=unit,
+                    shortcut_variant=shortcut_variant,
+                    gate_bias=gate_bias,
+                    preactivate=not (stem_activates and stage_index == 0 and block_index == 0),
                 )
                 if spec.block == "basic":
                     x = blocks.basic_block(x, width, **common)
                 else:
                     x = blocks.bottleneck_block(x, width, stride_in_1x1=stride_in_1x1, **common)
+        if preact:
+            x = blocks.preactivation(x, unit=unit, name="post")
         return x
 
     return body
@@ -154,10 +199,23 @@ def build_resnet(
     name: str | None = None,
     shortcut: str | None = None,
     stride_in_1x1: bool = False,
+    unit: str | None = None,
+    shortcut_variant: str = "identity",
+    gate_bias: float = blocks.GATE_BIAS,
 ) -> keras.Model:
-    """Build a ResNet v1 or plain network from its spec (see the builders)."""
+    """Build a ResNet (any residual unit) or plain network from its spec."""
     shortcut = spec.shortcut if shortcut is None else shortcut
+    unit = spec.unit if unit is None else unit
     check_choice("shortcut", shortcut, blocks.SHORTCUTS)
+    check_choice("unit", unit, blocks.UNITS)
+    check_choice("shortcut_variant", shortcut_variant, blocks.SHORTCUT_VARIANTS)
+    if not isinstance(gate_bias, (int, float)) or isinstance(gate_bias, bool):
+        raise ValueError(f"`gate_bias` must be a number, got {gate_bias!r}.")
+    if shortcut_variant != "identity" and not spec.residual:
+        raise ValueError(
+            f"`shortcut_variant={shortcut_variant!r}` needs a residual network; "
+            f"{model_name} is a plain network without shortcuts."
+        )
     if not isinstance(stride_in_1x1, bool):
         raise ValueError(f"`stride_in_1x1` must be True or False, got {stride_in_1x1!r}.")
     if stride_in_1x1 and spec.block != "bottleneck":
@@ -166,7 +224,14 @@ def build_resnet(
             f"{model_name} uses basic blocks."
         )
     return build_model(
-        body=resnet_body(spec, shortcut=shortcut, stride_in_1x1=stride_in_1x1),
+        body=resnet_body(
+            spec,
+            shortcut=shortcut,
+            stride_in_1x1=stride_in_1x1,
+            unit=unit,
+            shortcut_variant=shortcut_variant,
+            gate_bias=float(gate_bias),
+        ),
         name=name or model_name.lower(),
         model_name=model_name,
         default_size=spec.default_size,
@@ -215,6 +280,17 @@ _SHORTCUT_DOC = """    shortcut: `"zero_pad"` (option A: identity, stride-2 subs
         every block). Default `"{default}"`.
 """
 
+_UNIT_DOC = """    unit: the residual unit of He et al. (2016, Figure 4): `"original"`,
+        `"bn_after_addition"`, `"relu_before_addition"`,
+        `"relu_only_preactivation"` or `"full_preactivation"`. Default
+        `"{default}"`.
+    shortcut_variant: He et al. (2016, Table 1): `"identity"` (default),
+        `"constant_scaling"`, `"exclusive_gating"`, `"shortcut_only_gating"`,
+        `"conv_shortcut"` or `"dropout_shortcut"`.
+    gate_bias: initial bias of the gate g of the two gating variants
+        (default -6).
+"""
+
 _STRIDE_DOC = """    stride_in_1x1: put each stage's stride on the first 1x1 convolution
         (the original Caffe model) instead of the 3x3 (torchvision, default).
 """
@@ -246,7 +322,7 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
             **options,
         )
 
-    options = _SHORTCUT_DOC.format(default=spec.shortcut)
+    options = _SHORTCUT_DOC.format(default=spec.shortcut) + _UNIT_DOC.format(default=spec.unit)
     if spec.block == "bottleneck":
         options += _STRIDE_DOC
     builder.__name__ = builder.__qualname__ = model_name
@@ -402,27 +478,34 @@ def CifarResNet(
     classifier_activation="softmax",
     name: str | None = None,
     residual: bool = True,
+    block: str = "basic",
     **options,
 ) -> keras.Model:
-    """A CIFAR ResNet (or plain network) of any depth 6n + 2.
+    """A CIFAR ResNet (or plain network) of any depth 6n + 2 (or 9n + 2).
 
     Args:
-        depth: number of weighted layers, 6n + 2 (20, 32, 44, 56, 110, ...).
+        depth: number of weighted layers: 6n + 2 with basic blocks (20, 32,
+            44, 56, 110, ...), 9n + 2 with bottleneck blocks (164, 1001, ...).
         residual: False builds the plain baseline of the same depth.
+        block: `"basic"` (widths 16/32/64, option A shortcuts) or
+            `"bottleneck"` (outputs 64/128/256, projection shortcuts).
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as for `ResNet20`.
-        **options: `shortcut` as for `ResNet20`.
+        **options: `shortcut`, `unit`, `shortcut_variant`, `gate_bias` as
+            for `ResNet110`; `stride_in_1x1` with bottleneck blocks.
 
     Returns:
         A functional `keras.Model`.
 
     Raises:
-        ValueError: `depth` is not 6n + 2 (the message lists valid depths).
+        ValueError: `depth` does not fit the block (the message lists valid
+            depths), or an option has an unknown value.
 
     Example:
         >>> model = keras_resnets.CifarResNet(depth=74)
+        >>> r164 = keras_resnets.CifarResNet(164, block="bottleneck", unit="full_preactivation")
     """
-    spec = cifar_spec(depth, residual=residual)
+    spec = cifar_spec(depth, residual=residual, block=block)
     prefix = "resnet" if residual else "plain"
     return build_resnet(
         spec,
