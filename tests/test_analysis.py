@@ -391,3 +391,30 @@ def test_commands_write_plots_and_numbers(tmp_path, trained, capsys):
 def test_command_errors_name_the_problem(tmp_path, capsys):
     with pytest.raises(SystemExit, match="missing.keras"):
         main(["lesion", "--models", str(tmp_path / "missing.keras"), "--output-dir", str(tmp_path)])
+
+
+def test_preactivation_blocks_are_found_lesioned_and_gated():
+    keras.utils.set_random_seed(0)
+    model = _randomise_bn(
+        keras_resnets.ResNet20(input_shape=(SIZE, SIZE, 3), unit="full_preactivation")
+    )
+    found = analysis.find_blocks(model)
+    assert len(found) == 9 and all(b.residual for b in found)
+    x = np.random.default_rng(4).random((4, SIZE, SIZE, 3)).astype("float32")
+    intact = np.asarray(model(x, training=False))
+    zeroed = _copy(model)
+    last = zeroed.get_layer("stage2_block2_conv2")  # a pre-activation branch ends in a conv
+    last.set_weights([np.zeros_like(w) for w in last.get_weights()])
+    lesioned = analysis.lesioned_model(model, remove=["stage2_block2"])
+    expected = np.asarray(zeroed(x, training=False))
+    np.testing.assert_allclose(np.asarray(lesioned(x, training=False)), expected, atol=1e-6)
+    assert not np.allclose(intact, expected, atol=1e-3)
+    gated, _ = analysis.gated_model(model)
+    np.testing.assert_array_equal(np.asarray(gated(x, training=False)), intact)
+
+
+def test_highway_blocks_are_plain_and_densenet_is_refused():
+    highway = analysis.find_blocks(keras_resnets.HighwayNet19(input_shape=(SIZE, SIZE, 3)))
+    assert len(highway) == 17 and not any(b.residual for b in highway)
+    with pytest.raises(ValueError, match="densenet121"):
+        analysis.find_blocks(keras_resnets.DenseNet121(input_shape=(32, 32, 3), weights=None))
