@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import keras
 
-from keras_resnets.layers import Highway, ZeroPadShortcut
+from keras_resnets.layers import GroupedConv2D, Highway, ZeroPadShortcut
+from keras_resnets.utils import check_choice
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1
 
 SHORTCUTS = ("zero_pad", "projection", "all_projection")
+# ResNeXt's three equivalent forms of the aggregated bottleneck (Xie et al.
+# 2017, Figure 3): "a" C paths summed, "b" C paths concatenated before the
+# last 1x1 convolution, "c" one grouped convolution.
+FORMS = ("a", "b", "c")
 
 
 def kernel_initializer():
@@ -37,11 +42,14 @@ def conv(
     name: str,
     groups: int = 1,
     use_bias: bool = False,
+    implementation: str = "auto",
 ):
     """A square convolution with torchvision's padding (kernel_size // 2).
 
     Stride-1 convolutions use `padding="same"`; strided ones pad explicitly
     with a `ZeroPadding2D` named `{name}_pad` and use `padding="valid"`.
+    With `groups > 1` the layer is a `GroupedConv2D` (same name, same kernel
+    layout as `Conv2D(groups=...)`) computed as `implementation` says.
     """
     pad = kernel_size // 2
     if strides > 1 and pad:
@@ -49,12 +57,23 @@ def conv(
         padding = "valid"
     else:
         padding = "same" if pad else "valid"
+    if groups > 1:
+        return GroupedConv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            groups=groups,
+            use_bias=use_bias,
+            implementation=implementation,
+            kernel_initializer=kernel_initializer(),
+            name=name,
+        )(x)
     return keras.layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
         padding=padding,
-        groups=groups,
         use_bias=use_bias,
         kernel_initializer=kernel_initializer(),
         name=name,
@@ -182,6 +201,8 @@ def unit_branch(
     groups: int = 1,
     stride_in_1x1: bool = False,
     epsilon: float = BN_EPSILON,
+    form: str = "c",
+    implementation: str = "auto",
 ):
     """Return `branch(x)`, the residual function F of one unit, as one callable.
 
@@ -201,10 +222,27 @@ def unit_branch(
         expansion, width, groups, stride_in_1x1: bottleneck options, as in
             `bottleneck_block`.
         epsilon: BatchNormalization epsilon.
+        form: ResNeXt form of a grouped bottleneck (`groups > 1`): `"c"`
+            (one grouped convolution), `"a"` or `"b"` (separate paths; see
+            `bottleneck_branch`; `"original"` units only).
+        implementation: `GroupedConv2D` implementation of grouped
+            convolutions (`"auto"`, `"native"`, `"split"`).
 
     Returns:
         A function mapping the unit's input tensor to the branch output.
     """
+    check_choice("form", form, FORMS)
+    width = filters if width is None else width
+    if block == "bottleneck" and groups > 1 and width % groups:
+        raise ValueError(
+            f"`groups`={groups} must divide the bottleneck width {width} of block {name!r}."
+        )
+    separate_paths = block == "bottleneck" and groups > 1 and form != "c"
+    if separate_paths and unit != "original":
+        raise ValueError(
+            f"`form`={form!r} (separate paths) is built for `unit='original'` only, got "
+            f"`unit`={unit!r}; use form 'c'."
+        )
     plan = _conv_plan(
         block,
         filters,
@@ -217,11 +255,30 @@ def unit_branch(
     last = len(plan)
 
     def branch(x):
+        if separate_paths:
+            return _path_branch(
+                x,
+                filters,
+                strides=strides,
+                name=name,
+                expansion=expansion,
+                width=width,
+                groups=groups,
+                stride_in_1x1=stride_in_1x1,
+                epsilon=epsilon,
+                form=form,
+            )
         for index, (channels, kernel, stride, conv_groups) in enumerate(plan, start=1):
             if unit in PREACT_UNITS and (index > 1 or preactivate_input):
                 x = preactivation(x, unit=unit, name=name, index=index, epsilon=epsilon)
             x = conv(
-                x, channels, kernel, strides=stride, groups=conv_groups, name=f"{name}_conv{index}"
+                x,
+                channels,
+                kernel,
+                strides=stride,
+                groups=conv_groups,
+                implementation=implementation,
+                name=f"{name}_conv{index}",
             )
             if unit == "full_preactivation":
                 continue
@@ -235,6 +292,97 @@ def unit_branch(
         return x
 
     return branch
+
+
+def bottleneck_branch(
+    x,
+    filters: int,
+    *,
+    strides: int,
+    name: str,
+    expansion: int = 4,
+    width: int | None = None,
+    groups: int = 1,
+    stride_in_1x1: bool = False,
+    epsilon: float = BN_EPSILON,
+    form: str = "c",
+    implementation: str = "auto",
+):
+    """The branch of an original (post-activation) bottleneck, in any ResNeXt form.
+
+    With `groups > 1` (ResNeXt, Xie et al. 2017, Figure 3) the branch
+    aggregates `groups` paths of `width / groups` channels in one of three
+    equivalent forms, which compute the same function of the same weights
+    (`keras_resnets.copy_form_weights` copies weights between them):
+
+    - `"c"` (default): one grouped 3x3 convolution (`GroupedConv2D`). Layers
+      `{name}_conv1`, `_bn1`, `_relu1`, `_conv2`, `_bn2`, `_relu2`, `_conv3`,
+      `_bn3`, exactly as a ResNet bottleneck.
+    - `"b"`: `groups` paths `{name}_path{p}_conv1`/`_bn1`/`_relu1`/`_conv2`/
+      `_bn2`/`_relu2`, concatenated (`{name}_concat`), then `{name}_conv3`,
+      `{name}_bn3`.
+    - `"a"`: each path also has its own `{name}_path{p}_conv3`
+      (`width / groups` -> output channels); the paths are summed
+      (`{name}_sum`) and normalised by `{name}_bn3`.
+
+    With `groups == 1` every form is the plain bottleneck (form "c" names).
+
+    Args:
+        x: input tensor (NHWC).
+        filters: base width; the output has `filters * expansion` channels.
+        strides: the block's stride.
+        name: layer name prefix.
+        expansion: output channels per base channel.
+        width: channels of the inner 3x3 (default `filters`).
+        groups: cardinality (groups of the 3x3 convolution).
+        stride_in_1x1: put the stride on the first 1x1 convolution.
+        epsilon: BatchNormalization epsilon.
+        form: `"a"`, `"b"` or `"c"`.
+        implementation: `GroupedConv2D` implementation for form "c".
+
+    Returns:
+        The branch output (before the addition), `filters * expansion` channels.
+    """
+    return unit_branch(
+        filters,
+        strides=strides,
+        name=name,
+        block="bottleneck",
+        expansion=expansion,
+        width=width,
+        groups=groups,
+        stride_in_1x1=stride_in_1x1,
+        epsilon=epsilon,
+        form=form,
+        implementation=implementation,
+    )(x)
+
+
+def _path_branch(
+    x, filters, *, strides, name, expansion, width, groups, stride_in_1x1, epsilon, form
+):
+    """Forms "a" and "b" of a ResNeXt bottleneck branch (see `bottleneck_branch`)."""
+    out_channels = filters * expansion
+    s1, s3 = (strides, 1) if stride_in_1x1 else (1, strides)
+    path_width = width // groups
+    paths = []
+    for index in range(1, groups + 1):
+        prefix = f"{name}_path{index}"
+        path = conv(x, path_width, 1, strides=s1, name=f"{prefix}_conv1")
+        path = batch_norm(path, name=f"{prefix}_bn1", epsilon=epsilon)
+        path = relu(path, name=f"{prefix}_relu1")
+        path = conv(path, path_width, 3, strides=s3, name=f"{prefix}_conv2")
+        path = batch_norm(path, name=f"{prefix}_bn2", epsilon=epsilon)
+        path = relu(path, name=f"{prefix}_relu2")
+        if form == "a":
+            path = conv(path, out_channels, 1, name=f"{prefix}_conv3")
+        paths.append(path)
+    if form == "a":
+        branch = keras.layers.Add(name=f"{name}_sum")(paths)
+    else:
+        branch = keras.layers.Concatenate(name=f"{name}_concat")(paths)
+        branch = conv(branch, out_channels, 1, name=f"{name}_conv3")
+    return batch_norm(branch, name=f"{name}_bn3", epsilon=epsilon)
 
 
 def _variant_shortcut(x, out_channels, *, kind, strides, variant, name, epsilon, normalize):
@@ -300,6 +448,8 @@ def residual_unit(
     stride_in_1x1: bool = False,
     epsilon: float = BN_EPSILON,
     wrap_branch=None,
+    form: str = "c",
+    implementation: str = "auto",
 ):
     """One residual unit: branch F, shortcut h, merge, post-merge activation.
 
@@ -347,6 +497,8 @@ def residual_unit(
         wrap_branch: optional `wrap_branch(branch, x, name) -> tensor` that
             applies the branch function to `x` (default `branch(x)`); the
             hook through which the whole branch can be wrapped.
+        form: ResNeXt form of a grouped bottleneck (see `unit_branch`).
+        implementation: `GroupedConv2D` implementation (see `unit_branch`).
 
     Returns:
         The unit's output tensor, produced by the layer `{name}_out`.
@@ -371,6 +523,8 @@ def residual_unit(
         groups=groups,
         stride_in_1x1=stride_in_1x1,
         epsilon=epsilon,
+        form=form,
+        implementation=implementation,
     )
     branch = branch_fn(x) if wrap_branch is None else wrap_branch(branch_fn, x, name)
     if residual:
@@ -471,7 +625,8 @@ def bottleneck_block(
         stride_in_1x1: put the stride on the first 1x1 convolution.
         epsilon: BatchNormalization epsilon.
         **unit_options: `unit`, `shortcut_variant`, `gate_bias`,
-            `preactivate`, `wrap_branch` (see `residual_unit`).
+            `preactivate`, `wrap_branch`, `form` (ResNeXt's "a", "b", "c"),
+            `implementation` (of `GroupedConv2D`); see `residual_unit`.
 
     Returns:
         The block's output tensor.

@@ -1,7 +1,20 @@
 """Custom layers. Each is small, uses `keras.ops` only, and is registered for saving."""
 
 from keras_resnets.layers.dense_block import DenseBlock
+from keras_resnets.layers.grouped_conv import (
+    GroupedConv2D,
+    get_grouped_conv_implementation,
+    set_grouped_conv_implementation,
+)
 from keras_resnets.layers.highway import Highway, default_transform_bias
 from keras_resnets.layers.zero_pad_shortcut import ZeroPadShortcut
 
-__all__ = ["DenseBlock", "Highway", "ZeroPadShortcut", "default_transform_bias"]
+__all__ = [
+    "DenseBlock",
+    "GroupedConv2D",
+    "Highway",
+    "ZeroPadShortcut",
+    "default_transform_bias",
+    "get_grouped_conv_implementation",
+    "set_grouped_conv_implementation",
+]

@@ -4,14 +4,16 @@ Each family module defines `__all__` with its public builders; add one
 import line here per family.
 """
 
-from keras_resnets.models import densenet, highway, preact, resnet
+from keras_resnets.models import densenet, highway, preact, resnet, resnext, wide_resnet
 from keras_resnets.models.densenet import *  # noqa: F403
 from keras_resnets.models.highway import *  # noqa: F403
 from keras_resnets.models.preact import *  # noqa: F403
 from keras_resnets.models.registry import get_model, list_models, model_info, model_table
 from keras_resnets.models.resnet import *  # noqa: F403
+from keras_resnets.models.resnext import *  # noqa: F403
+from keras_resnets.models.wide_resnet import *  # noqa: F403
 
-_FAMILIES = (resnet, preact, highway, densenet)
+_FAMILIES = (resnet, preact, highway, densenet, resnext, wide_resnet)
 
 __all__ = [
     "get_model",

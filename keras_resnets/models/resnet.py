@@ -59,6 +59,12 @@ class ResNetSpec:
         first_stage: index of the first stage in layer names (ImageNet
             stages are `stage2`..`stage5` as C2..C5; CIFAR `stage1`..`stage3`).
         stem_width: channels of the stem convolution.
+        cardinality: groups of each bottleneck's 3x3 convolution (ResNeXt;
+            1 for ResNet).
+        base_width: channels per group at the first stage, for a base width
+            of 64 (ResNeXt's "d"; 64 with cardinality 1 is ResNet, 128 is
+            Wide ResNet-50-2). A bottleneck of base width `w` has an inner
+            width of `(w * base_width // 64) * cardinality`, as torchvision.
         unit: the residual unit (`blocks.UNITS`): `"original"` for v1,
             `"full_preactivation"` for the pre-activation networks.
     """
@@ -74,6 +80,12 @@ class ResNetSpec:
     first_stage: int = 2
     stem_width: int = 64
     unit: str = "original"
+    cardinality: int = 1
+    base_width: int = 64
+
+    def inner_width(self, width: int) -> int:
+        """Channels of the 3x3 convolution of a bottleneck of base width `width`."""
+        return (width * self.base_width // 64) * self.cardinality
 
     @property
     def total_stride(self) -> int:
@@ -141,6 +153,8 @@ def resnet_body(
     *,
     shortcut: str,
     stride_in_1x1: bool = False,
+    form: str = "c",
+    implementation: str = "auto",
     unit: str | None = None,
     shortcut_variant: str = "identity",
     gate_bias: float = blocks.GATE_BIAS,
@@ -152,6 +166,9 @@ def resnet_body(
     (`post_bn`, `post_relu`) before pooling; an ImageNet stem keeps its
     BN-ReLU before max pooling and the first unit skips its pre-activation,
     as in the authors' Torch code (fb.resnet.torch `preresnet`).
+
+    `form` and `implementation` apply to grouped bottlenecks (ResNeXt); see
+    `blocks.bottleneck_branch`.
     """
     unit = spec.unit if unit is None else unit
     preact = unit in blocks.PREACT_UNITS
@@ -177,7 +194,16 @@ def resnet_body(
                 if spec.block == "basic":
                     x = blocks.basic_block(x, width, **common)
                 else:
-                    x = blocks.bottleneck_block(x, width, stride_in_1x1=stride_in_1x1, **common)
+                    x = blocks.bottleneck_block(
+                        x,
+                        width,
+                        width=spec.inner_width(width),
+                        groups=spec.cardinality,
+                        stride_in_1x1=stride_in_1x1,
+                        form=form,
+                        implementation=implementation,
+                        **common,
+                    )
         if preact:
             x = blocks.preactivation(x, unit=unit, name="post")
         return x
@@ -202,8 +228,10 @@ def build_resnet(
     unit: str | None = None,
     shortcut_variant: str = "identity",
     gate_bias: float = blocks.GATE_BIAS,
+    form: str = "c",
+    implementation: str = "auto",
 ) -> keras.Model:
-    """Build a ResNet (any residual unit) or plain network from its spec."""
+    """Build a ResNet (any residual unit), ResNeXt or plain network from its spec."""
     shortcut = spec.shortcut if shortcut is None else shortcut
     unit = spec.unit if unit is None else unit
     check_choice("shortcut", shortcut, blocks.SHORTCUTS)
@@ -231,6 +259,8 @@ def build_resnet(
             unit=unit,
             shortcut_variant=shortcut_variant,
             gate_bias=float(gate_bias),
+            form=form,
+            implementation=implementation,
         ),
         name=name or model_name.lower(),
         model_name=model_name,
