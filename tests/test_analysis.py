@@ -417,3 +417,10 @@ def test_highway_blocks_are_plain_and_densenet_is_refused():
     assert len(highway) == 17 and not any(b.residual for b in highway)
     with pytest.raises(ValueError, match="densenet121"):
         analysis.find_blocks(keras_resnets.DenseNet121(input_shape=(32, 32, 3), weights=None))
+
+
+def test_find_blocks_resnext50_grouped_bottleneck(built_model):
+    found = analysis.find_blocks(built_model("ResNeXt50"))
+    assert len(found) == 16 and all(b.residual for b in found)
+    projections = [b.name for b in found if not b.identity_shortcut]
+    assert projections == ["stage2_block1", "stage3_block1", "stage4_block1", "stage5_block1"]
