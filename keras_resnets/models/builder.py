@@ -80,6 +80,47 @@ def _resolve_input_shape(
     return input_shape
 
 
+def _check_weights_argument(weights, model_name: str) -> str | None:
+    """Validate `weights`; return the pretrained tag it names, or None for a path/None."""
+    import os
+
+    from keras_resnets.weights.pretrained import PRETRAINED_TAGS, available_weights, get_pretrained
+
+    if weights is None:
+        return None
+    if isinstance(weights, str) and (
+        weights in PRETRAINED_TAGS or weights in available_weights(model_name)
+    ):
+        get_pretrained(model_name, weights)  # raises, listing what is published
+        return weights
+    path = os.fspath(weights) if isinstance(weights, os.PathLike) else weights
+    if not isinstance(path, str) or not path.endswith((".weights.h5", ".keras")):
+        tags = available_weights(model_name)
+        named = f"one of {', '.join(repr(t) for t in tags)} (pretrained) " if tags else ""
+        raise ValueError(
+            f"`weights` must be None{', ' if tags else ' '}{named}or a path to a .weights.h5 "
+            f"or .keras file, got {weights!r}."
+        )
+    return None
+
+
+def _check_pretrained_shape(tag: str, model_name: str, input_shape, include_top, classes) -> None:
+    if input_shape[-1] != 3:
+        raise ValueError(
+            f"`weights={tag!r}` needs 3 input channels (RGB), got `input_shape` "
+            f"{tuple(input_shape)!r}; use `weights=None` for {input_shape[-1]} channels."
+        )
+    from keras_resnets.weights.pretrained import get_pretrained
+
+    expected = get_pretrained(model_name, tag).classes
+    if include_top and classes != expected:
+        raise ValueError(
+            f"`weights={tag!r}` with `include_top=True` needs `classes={expected}` (the "
+            f"pretrained classifier), got {classes!r}; use `include_top=False` and add your "
+            "own head."
+        )
+
+
 def build_model(
     *,
     body: Callable[[keras.KerasTensor], keras.KerasTensor],
@@ -103,8 +144,11 @@ def build_model(
         model_name: the registry name (for pretrained weights and errors).
         default_size: default square input size.
         min_size: smallest height/width the downsampling allows.
-        include_top, weights, input_tensor, input_shape, pooling, classes,
+        include_top, input_tensor, input_shape, pooling, classes,
             classifier_activation: as in `keras.applications`.
+        weights: None, a `.weights.h5`/`.keras` path, or a pretrained tag
+            (`"imagenet"`, `"tv_in1k"`, `"tv2_in1k"`) published for
+            `model_name` (see `keras_resnets.weights.pretrained`).
 
     Returns:
         A functional `keras.Model`.
@@ -122,18 +166,11 @@ def build_model(
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
             raise ValueError(f"`classes` must be an integer >= 1, got {classes!r}.")
         classifier_activation = _validate_activation(classifier_activation)
-    if weights is not None and not isinstance(weights, str):
+    pretrained = _check_weights_argument(weights, model_name)
+    if pretrained is None and weights is not None and not isinstance(weights, str):
         import os
 
-        if not isinstance(weights, os.PathLike):
-            raise ValueError(
-                f"`weights` must be None or a path to a .weights.h5/.keras file, got {weights!r}."
-            )
         weights = os.fspath(weights)
-    if weights is not None and not weights.endswith((".weights.h5", ".keras")):
-        raise ValueError(
-            f"`weights` must be None or a path to a .weights.h5 or .keras file, got {weights!r}."
-        )
     if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
         raise ValueError(
             "`input_tensor` must be a Keras tensor (the output of `keras.Input` or of a "
@@ -142,6 +179,8 @@ def build_model(
     input_shape = _resolve_input_shape(
         input_shape, input_tensor, include_top, default_size, min_size
     )
+    if pretrained is not None:
+        _check_pretrained_shape(pretrained, model_name, input_shape, include_top, classes)
 
     if input_tensor is None:
         inputs = keras.Input(shape=input_shape, name="input")
@@ -167,7 +206,11 @@ def build_model(
 
     _ensure_recursion_limit()
     model = keras.Model(inputs, x, name=name)
-    if weights is not None:
+    if pretrained is not None:
+        from keras_resnets.weights.pretrained import load_pretrained
+
+        load_pretrained(model, model_name, pretrained)
+    elif weights is not None:
         from keras_resnets.weights import load_weights_file
 
         load_weights_file(model, weights)

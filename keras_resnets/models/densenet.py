@@ -27,6 +27,7 @@ from keras_resnets.layers import DenseBlock
 from keras_resnets.models.builder import build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_fraction, check_int
+from keras_resnets.weights.pretrained import pretrained_doc
 
 HUANG2017 = "Huang et al. 2017"
 
@@ -245,7 +246,7 @@ _DOC = """{title}.
 Args:
     include_top: whether to include the global-average-pool + dense classifier.
     weights: None (random initialisation) or the path to a `.weights.h5` or
-        `.keras` file of this architecture.
+        `.keras` file of this architecture.{pretrained}
     input_tensor: optional Keras tensor to use as the model's input.
     input_shape: `(height, width, channels)`; defaults to
         `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
@@ -309,6 +310,7 @@ def _make_builder(model_name: str, spec: DenseNetSpec, title: str, summary: str)
         classes=spec.default_classes,
         lower=model_name.lower(),
         name=model_name,
+        pretrained=pretrained_doc(model_name),
     )
     return builder
 

@@ -15,6 +15,7 @@ from keras_resnets import blocks
 from keras_resnets.models.builder import build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_choice, check_int
+from keras_resnets.weights.pretrained import available_weights, pretrained_doc
 
 HE2015 = "He et al. 2015"
 
@@ -211,6 +212,17 @@ def resnet_body(
     return body
 
 
+def _check_pretrained_options(model_name: str, weights: str, **options) -> None:
+    """Pretrained weights fit the default layers: refuse options that change them."""
+    changed = [f"{key}={value!r}" for key, (value, default) in options.items() if value != default]
+    if changed:
+        raise ValueError(
+            f"`weights={weights!r}` are for {model_name} with its default options; "
+            f"{', '.join(changed)} changes its layers. Build the default model with the "
+            "weights (for ResNeXt forms 'a'/'b', then copy them with `copy_form_weights`)."
+        )
+
+
 def build_resnet(
     spec: ResNetSpec,
     *,
@@ -251,6 +263,16 @@ def build_resnet(
             "`stride_in_1x1=True` applies to bottleneck networks only; "
             f"{model_name} uses basic blocks."
         )
+    if isinstance(weights, str) and weights in available_weights(model_name):
+        _check_pretrained_options(
+            model_name,
+            weights,
+            shortcut=(shortcut, spec.shortcut),
+            stride_in_1x1=(stride_in_1x1, False),
+            unit=(unit, spec.unit),
+            shortcut_variant=(shortcut_variant, "identity"),
+            form=(form, "c"),
+        )
     return build_model(
         body=resnet_body(
             spec,
@@ -283,7 +305,7 @@ _DOC = """{title}.
 Args:
     include_top: whether to include the global-average-pool + dense classifier.
     weights: None (random initialisation) or the path to a `.weights.h5` or
-        `.keras` file of this architecture.
+        `.keras` file of this architecture.{pretrained}
     input_tensor: optional Keras tensor to use as the model's input.
     input_shape: `(height, width, channels)`; defaults to
         `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
@@ -365,6 +387,7 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
         lower=model_name.lower(),
         name=model_name,
         options=options,
+        pretrained=pretrained_doc(model_name),
     )
     return builder
 

@@ -25,6 +25,7 @@ from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
 from keras_resnets.models.registry import register_alias, register_model
 from keras_resnets.models.resnet import _DOC, ResNetSpec, build_resnet
 from keras_resnets.utils import check_choice, check_int
+from keras_resnets.weights.pretrained import pretrained_doc
 
 XIE2017 = "Xie et al. 2017"
 WRN2016 = "Zagoruyko & Komodakis 2016"
@@ -193,6 +194,7 @@ def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
         lower=model_name.lower(),
         name=model_name,
         options=_OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width),
+        pretrained=pretrained_doc(model_name),
     )
     return builder
 

@@ -3,7 +3,10 @@
 `load_weights_file(model, path)` loads a Keras `.weights.h5` or `.keras`
 file after checking, layer by layer, that every shape matches, so a
 mismatch names the first layer that differs instead of failing deep inside
-Keras.
+Keras. `load_torch_checkpoint(model, path)` converts a torchvision/timm
+PyTorch checkpoint (`.safetensors`, or `.pth` with PyTorch installed);
+`keras_resnets.weights.pretrained` holds the registry of published ImageNet
+checkpoints behind `weights="imagenet"`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import h5py
 import keras
 from keras.src.utils import naming
 
-__all__ = ["load_weights_file"]
+__all__ = ["load_torch_checkpoint", "load_weights_file", "read_torch_checkpoint"]
 
 _SUFFIXES = (".weights.h5", ".keras")
 
@@ -101,3 +104,9 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     with _open_h5(path) as h5:
         _check_shapes(model, h5, path)
     model.load_weights(path)
+
+
+from keras_resnets.weights.torch_checkpoint import (  # noqa: E402
+    load_torch_checkpoint,
+    read_torch_checkpoint,
+)

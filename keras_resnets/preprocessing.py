@@ -1,0 +1,129 @@
+"""ImageNet input preprocessing and prediction decoding.
+
+`preprocess_input(x, mode="torch")` prepares RGB images in `[0, 255]` for the
+pretrained weights (all of them are torchvision's, trained on
+`(x / 255 - mean) / std`). `decode_predictions(probs, top=5)` turns ImageNet
+class probabilities into `(wordnet_id, name, score)` tuples, using the 1,000
+class names shipped with the package (`keras_resnets/data/imagenet_classes.json`:
+WordNet ids in the standard sorted order, names as in torchvision).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import keras
+import numpy as np
+
+from keras_resnets.utils import check_choice
+
+__all__ = ["decode_predictions", "imagenet_classes", "preprocess_input"]
+
+MODES = ("torch", "tf", "caffe")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_CLASSES_FILE = os.path.join(os.path.dirname(__file__), "data", "imagenet_classes.json")
+
+
+def preprocess_input(x, mode: str = "torch"):
+    """Scale RGB images in `[0, 255]` (channels last) for an ImageNet model.
+
+    Args:
+        x: a numpy array or backend tensor of shape `(..., 3)`, RGB, values
+            in `[0, 255]`. Numpy input is not modified in place.
+        mode: `"torch"` (default; what every pretrained checkpoint here was
+            trained with): `(x / 255 - mean) / std` with torchvision's
+            ImageNet mean `(0.485, 0.456, 0.406)` and std
+            `(0.229, 0.224, 0.225)`. `"tf"`: scale to `[-1, 1]`. `"caffe"`:
+            RGB to BGR, then subtract the ImageNet BGR mean. The last two are
+            `keras.applications`' modes, for other weights.
+
+    Returns:
+        A float32 array (for numpy input) or tensor of the same shape.
+
+    Raises:
+        ValueError: unknown `mode`, or the last axis is not 3.
+
+    Example:
+        >>> images = np.full((1, 224, 224, 3), 255.0)
+        >>> preprocess_input(images)[0, 0, 0].round(3)
+        array([2.249, 2.429, 2.64 ], dtype=float32)
+    """
+    check_choice("mode", mode, MODES)
+    shape = tuple(x.shape)
+    if not shape or shape[-1] != 3:
+        raise ValueError(
+            f"`x` must be RGB images with 3 channels last, got an input of shape {shape}."
+        )
+    if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
+        x = np.asarray(x, dtype="float32")
+        backend = np
+    else:
+        x = keras.ops.cast(x, "float32")
+        backend = keras.ops
+    if mode == "torch":
+        mean = np.asarray(IMAGENET_MEAN, "float32") * 255.0
+        std = np.asarray(IMAGENET_STD, "float32") * 255.0
+        return (x - mean) / std
+    if mode == "tf":
+        return x / 127.5 - 1.0
+    x = backend.flip(x, axis=-1)
+    return x - np.asarray(_CAFFE_MEAN_BGR, "float32")
+
+
+@functools.lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[tuple[str, str], ...]:
+    """The 1,000 ImageNet-1k classes in model output order.
+
+    Returns:
+        A tuple of `(wordnet_id, name)` pairs; index `i` is output `i` of
+        every ImageNet model here.
+
+    Example:
+        >>> imagenet_classes()[0]
+        ('n01440764', 'tench')
+    """
+    with open(_CLASSES_FILE, encoding="utf-8") as handle:
+        classes = tuple((wnid, name) for wnid, name in json.load(handle))
+    if len(classes) != 1000:  # pragma: no cover - guards the shipped file
+        raise RuntimeError(f"{_CLASSES_FILE} holds {len(classes)} classes, expected 1000.")
+    return classes
+
+
+def decode_predictions(probs, top: int = 5) -> list[list[tuple[str, str, float]]]:
+    """Decode ImageNet predictions into the `top` classes per image.
+
+    Args:
+        probs: array or tensor of shape `(batch, 1000)` (probabilities or
+            logits; the order is what matters).
+        top: how many classes per image, 1 to 1000.
+
+    Returns:
+        One list per image of `(wordnet_id, class_name, score)` tuples, best
+        first, as `keras.applications.imagenet_utils.decode_predictions`.
+
+    Raises:
+        ValueError: `probs` is not `(batch, 1000)` or `top` is out of range.
+
+    Example:
+        >>> probs = np.zeros((1, 1000)); probs[0, 1] = 0.9
+        >>> decode_predictions(probs, top=1)
+        [[('n01443537', 'goldfish', 0.9)]]
+    """
+    probs = keras.ops.convert_to_numpy(probs) if not isinstance(probs, np.ndarray) else probs
+    if probs.ndim != 2 or probs.shape[1] != 1000:
+        raise ValueError(
+            "`probs` must have shape (batch, 1000), the output of an ImageNet classifier; "
+            f"got shape {tuple(probs.shape)}."
+        )
+    if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= 1000:
+        raise ValueError(f"`top` must be an integer from 1 to 1000, got {top!r}.")
+    classes = imagenet_classes()
+    results = []
+    for row in probs:
+        order = np.argsort(-row, kind="stable")[:top]
+        results.append([(*classes[i], float(row[i])) for i in order])
+    return results
