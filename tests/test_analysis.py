@@ -424,3 +424,22 @@ def test_find_blocks_resnext50_grouped_bottleneck(built_model):
     assert len(found) == 16 and all(b.residual for b in found)
     projections = [b.name for b in found if not b.identity_shortcut]
     assert projections == ["stage2_block1", "stage3_block1", "stage4_block1", "stage5_block1"]
+
+
+@pytest.mark.slow
+def test_degradation_command_trains_through_the_trainer(tmp_path, capsys):
+    # Runs once the trainer (training.train.run, issue 7) is on the branch.
+    pytest.importorskip("training.train")
+    out = str(tmp_path)
+    argv = ["degradation", "--models", "Plain20", "ResNet20", "--epochs", "2",
+            "--set", "data.image_size=8", "--set", "train.steps_per_epoch=4",
+            "--output-dir", out]  # fmt: skip
+    assert main(argv) == 0
+    payload, lines = _check_outputs(out, "degradation")
+    assert payload["recipe"] == "digits_resnet20" and len(lines) == 3
+    for name in ("Plain20", "ResNet20"):
+        run = payload["runs"][name]
+        assert len(run["history"]["accuracy"]) == 2 and len(run["history"]["val_accuracy"]) == 2
+        assert os.path.isfile(run["model_path"])  # the trainer's saved model
+        assert 0.0 <= run["test_accuracy"] <= 1.0
+    assert "ResNet20" in capsys.readouterr().out
