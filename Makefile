@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo test lint format clean
+.PHONY: demo train test lint format clean
+
+RECIPE ?= digits_resnet20
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +19,10 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m training.demo
+
+# `make train RECIPE=cifar10_resnet20 ARGS="--strategy mirrored"`
+train: $(STAMP)
+	$(PY) -m training.train --recipe $(RECIPE) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check keras_resnets training tests benchmarks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from training import demo
@@ -31,12 +33,14 @@ def test_split_is_reproducible():
 
 
 def test_demo_end_to_end_tiny(tmp_path, capsys):
-    # One epoch cannot reach 90%, so the demo reports failure (exit 1) but
-    # still saves, reloads and compares the model.
+    # One epoch may not reach 90% (exit 1), but the demo still trains through
+    # the trainer, saves, reloads and scores the model.
     code = demo.main(["--epochs", "1", "--output-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert (tmp_path / "resnet20_digits.keras").is_file()
-    assert "reloaded model predicts the same: True" in out
-    assert "test accuracy:" in out
-    assert code in (0, 1)
-    assert not list(tmp_path.glob("*.tmp.keras"))
+    assert (tmp_path / "model.keras").is_file() and (tmp_path / "metrics.json").is_file()
+    line = [x for x in out.splitlines() if x.startswith("digits_resnet20: test accuracy")]
+    assert len(line) == 1, out
+    accuracy, reloaded = (float(v) for v in re.findall(r"(\d\.\d{4})", line[0])[:2])
+    assert accuracy == reloaded
+    assert code == (0 if accuracy >= 0.9 else 1)
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]

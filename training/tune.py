@@ -1,0 +1,309 @@
+"""Hyper-parameter search with keras-tuner: `python -m training.tune --recipe NAME`.
+
+Searches the architecture (CIFAR depth `n` of depth 6n+2, and the family
+options a model's builder takes: `width_multiplier`, `cardinality`,
+`growth_rate`, `drop_path_rate`) and the optimiser (learning rate, weight
+decay) with Hyperband or Bayesian optimisation, training each trial with the
+recipe's data pipeline, and writes a results table (`results.csv`,
+`results.md`) to the output directory.
+
+Example:
+    python -m training.tune --recipe digits_resnet20 --tuner hyperband --max-trials 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import sys
+from typing import Any
+
+from training import config as config_lib
+
+TUNERS = ("hyperband", "bayesian")
+
+# Values tried for each family option, where the model's builder takes it.
+FAMILY_OPTIONS = {
+    "width": [2, 4, 8],
+    "width_multiplier": [1, 2],
+    "cardinality": [4, 8, 16],
+    "growth_rate": [12, 24],
+    "drop_path_rate": [0.0, 0.2, 0.5],
+}
+WEIGHT_DECAYS = [0.0, 1e-4, 5e-4]
+
+
+# Fixed variants and the configurable builder (and its arguments) they are.
+_GENERIC = (
+    (r"ResNeXt29_(\d+)x(\d+)d", "CifarResNeXt", ("cardinality", "base_width")),
+    (r"DenseNetBC(\d+)", "CifarDenseNet", ("depth",)),
+    (r"WideResNet(\d+)_(\d+)", "WideResNet", ("depth", "width")),
+)
+
+
+def tunable_builder(model_name: str) -> tuple[str, dict]:
+    """The configurable builder behind a fixed variant, and the variant's arguments.
+
+    `ResNeXt29_8x64d` is `CifarResNeXt(cardinality=8, base_width=64)`,
+    `DenseNetBC100` is `CifarDenseNet(depth=100)`, `WideResNet28_10` is
+    `WideResNet(depth=28, width=10)`; other names map to themselves.
+
+    Returns:
+        `(builder_name, options)`.
+    """
+    import keras_resnets
+
+    for pattern, generic, names in _GENERIC:
+        match = re.fullmatch(pattern, model_name)
+        if match and callable(getattr(keras_resnets, generic, None)):
+            return generic, {k: int(v) for k, v in zip(names, match.groups(), strict=True)}
+    return model_name, {}
+
+
+def search_space(model_name: str) -> dict[str, list]:
+    """The architecture choices that apply to `model_name`.
+
+    CIFAR ResNets and plain networks (`ResNet20`, `Plain56`, `CifarResNet`)
+    get `depth` in {8, 14, 20, 32}; the family options (`width`,
+    `width_multiplier`, `cardinality`, `growth_rate`, `drop_path_rate`) are
+    included where the builder (for a fixed variant such as
+    `ResNeXt29_8x64d`: its configurable builder, see `tunable_builder`)
+    takes them.
+
+    Returns:
+        `{hyper-parameter: values}`.
+    """
+    import keras_resnets
+
+    space: dict[str, list] = {}
+    match = re.fullmatch(r"(ResNet|Plain)(\d+)", model_name)
+    cifar = model_name == "CifarResNet" or (
+        match is not None
+        and model_name in keras_resnets.list_models()
+        and keras_resnets.models.model_info(model_name).input_size == 32
+    )
+    if cifar:
+        space["depth"] = [8, 14, 20, 32]
+    builder = getattr(keras_resnets, tunable_builder(model_name)[0], None)
+    params = inspect.signature(builder).parameters if callable(builder) else {}
+    for option, values in FAMILY_OPTIONS.items():
+        if option in params:
+            space[option] = values
+    return space
+
+
+def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
+    import keras
+    import keras_tuner as kt
+
+    from training.optim import make_optimizer
+    from training.train import build_model
+
+    base_lr = cfg["optimizer"]["learning_rate"]
+
+    class RecipeHyperModel(kt.HyperModel):
+        def build(self, hp):
+            trial = {k: dict(v) if isinstance(v, dict) else v for k, v in cfg.items()}
+            trial["model"] = {
+                "name": cfg["model"]["name"],
+                "options": dict(cfg["model"]["options"]),
+            }
+            if "depth" in space:
+                depth = hp.Choice("depth", space["depth"])
+                residual = not cfg["model"]["name"].startswith("Plain")
+                trial["model"] = {
+                    "name": "CifarResNet",
+                    "options": {**trial["model"]["options"], "depth": depth, "residual": residual},
+                }
+            family = {k: v for k, v in space.items() if k != "depth"}
+            if family:
+                generic, fixed = tunable_builder(cfg["model"]["name"])
+                trial["model"] = {
+                    "name": generic,
+                    "options": {**fixed, **trial["model"]["options"]},
+                }
+            for option, values in family.items():
+                trial["model"]["options"][option] = hp.Choice(option, values)
+            optimizer = dict(cfg["optimizer"])
+            optimizer["learning_rate"] = hp.Float(
+                "learning_rate", base_lr / 10, base_lr * 3, sampling="log"
+            )
+            optimizer["weight_decay"] = hp.Choice("weight_decay", WEIGHT_DECAYS)
+            model = build_model(trial, source.num_classes, source.channels)
+            model.compile(
+                optimizer=make_optimizer(optimizer, optimizer["learning_rate"]),
+                loss=keras.losses.SparseCategoricalCrossentropy(),
+                metrics=["accuracy"],
+            )
+            return model
+
+    return RecipeHyperModel()
+
+
+def tune(
+    recipe: str,
+    *,
+    output_dir: str,
+    tuner: str = "hyperband",
+    max_trials: int = 10,
+    epochs: int = 3,
+    overrides: dict | None = None,
+    seed: int = 0,
+    verbose: int = 0,
+    space: dict[str, list] | None = None,
+) -> list[dict]:
+    """Search hyper-parameters for a recipe and write the results table.
+
+    Args:
+        recipe: recipe name or YAML path (data, batch size, optimiser).
+        output_dir: where `results.csv`, `results.md` and the tuner's state go.
+        tuner: `"hyperband"` or `"bayesian"`.
+        max_trials: the most trials to run.
+        epochs: epochs of a full trial (Hyperband's `max_epochs`).
+        overrides: dotted-key recipe overrides.
+        seed: tuner and data seed.
+        verbose: Keras verbosity of each trial.
+        space: replaces the values of hyper-parameters of `search_space`
+            (e.g. `{"depth": [8, 14]}`); keys it does not have are errors.
+
+    Returns:
+        One dict per trial, best first: `trial`, `score` (validation
+        accuracy), `epochs` and the hyper-parameter values.
+
+    Raises:
+        ValueError: bad tuner name, `max_trials`/`epochs` below 1, or any
+            recipe error.
+
+    Example:
+        >>> rows = tune("digits_resnet20", output_dir="runs/tune", max_trials=4, epochs=2)
+    """
+    if tuner not in TUNERS:
+        raise ValueError(f"`tuner` must be one of {', '.join(TUNERS)}, got {tuner!r}.")
+    for name, value in (("max_trials", max_trials), ("epochs", epochs)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+    import keras
+    import keras_tuner as kt
+
+    from training import callbacks as cb
+    from training import data as data_lib
+    from training.train import resolve
+
+    cfg = resolve(recipe, epochs=epochs, overrides=overrides, seed=seed)
+    keras.utils.set_random_seed(seed)
+    source = data_lib.load_source(cfg["data"], seed=seed)
+    if source.validation is None:
+        raise ValueError("Tuning needs validation data: set data.validation to split or test.")
+    batch = cfg["train"]["batch_size"]
+    steps = cfg["train"]["steps_per_epoch"] or max(1, source.train.size // batch)
+    full = search_space(cfg["model"]["name"])
+    for key, values in (space or {}).items():
+        if key not in full:
+            raise ValueError(
+                f"`space` key {key!r} does not apply to {cfg['model']['name']}; "
+                f"its search space has: {', '.join(full) or 'no architecture choices'}."
+            )
+        full[key] = list(values)
+    space = full
+    hypermodel = _make_hypermodel(cfg, source, space, steps)
+    common: dict[str, Any] = {
+        "objective": "val_accuracy",
+        "directory": os.path.join(output_dir, "tuner"),
+        "project_name": os.path.splitext(os.path.basename(recipe))[0],
+        "overwrite": True,
+        "seed": seed,
+    }
+    if tuner == "hyperband":
+        search = kt.Hyperband(hypermodel, max_epochs=epochs, factor=3, **common)
+        search.oracle.max_trials = max_trials
+    else:
+        search = kt.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+    search.search(
+        data_lib.train_dataset(source, cfg["data"], batch, seed),
+        steps_per_epoch=steps,
+        epochs=epochs,
+        validation_data=data_lib.eval_dataset(source, source.validation, cfg["data"], batch),
+        shuffle=False,
+        verbose=verbose,
+    )
+    rows = []
+    for trial in search.oracle.get_best_trials(num_trials=max_trials):
+        values = dict(trial.hyperparameters.values)
+        rows.append(
+            {
+                "trial": trial.trial_id,
+                "score": None if trial.score is None else float(trial.score),
+                "epochs": values.pop("tuner/epochs", epochs),
+                **{k: v for k, v in values.items() if not k.startswith("tuner/")},
+            }
+        )
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    csv_lines = [",".join(columns)] + [
+        ",".join("" if row.get(c) is None else str(row.get(c)) for c in columns) for row in rows
+    ]
+    cb.atomic_write_text(os.path.join(output_dir, "results.csv"), "\n".join(csv_lines) + "\n")
+    table = _markdown(rows, columns, recipe, tuner)
+    cb.atomic_write_text(os.path.join(output_dir, "results.md"), table)
+    return rows
+
+
+def _markdown(rows: list[dict], columns: list[str], recipe: str, tuner: str) -> str:
+    def fmt(value):
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return "" if value is None else str(value)
+
+    lines = [
+        f"# {tuner} search for {recipe} (best first; score = validation accuracy)",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training.tune", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--tuner", choices=TUNERS, default="hyperband")
+    parser.add_argument("--max-trials", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of a full trial")
+    parser.add_argument("--output-dir", help="default: runs/tune_<recipe>")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE")
+    parser.add_argument("--depths", help="CIFAR depths to try, e.g. 8,14,20")
+    args = parser.parse_args(argv)
+    output_dir = args.output_dir or os.path.join(
+        "runs", "tune_" + os.path.splitext(os.path.basename(args.recipe))[0]
+    )
+    try:
+        rows = tune(
+            args.recipe,
+            output_dir=output_dir,
+            tuner=args.tuner,
+            max_trials=args.max_trials,
+            epochs=args.epochs,
+            overrides=config_lib.parse_set_flags(args.set),
+            seed=args.seed,
+            verbose=2,
+            space={"depth": [int(d) for d in args.depths.split(",")]} if args.depths else None,
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as f:
+        print(f.read())
+    print(f"{len(rows)} trials; results in {output_dir}/results.csv and results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
