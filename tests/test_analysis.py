@@ -428,8 +428,6 @@ def test_find_blocks_resnext50_grouped_bottleneck(built_model):
 
 @pytest.mark.slow
 def test_degradation_command_trains_through_the_trainer(tmp_path, capsys):
-    # Runs once the trainer (training.train.run, issue 7) is on the branch.
-    pytest.importorskip("training.train")
     out = str(tmp_path)
     argv = ["degradation", "--models", "Plain20", "ResNet20", "--epochs", "2",
             "--set", "data.image_size=8", "--set", "train.steps_per_epoch=4",
