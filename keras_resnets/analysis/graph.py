@@ -1,0 +1,474 @@
+"""Find the residual blocks of a functional model by name and rebuild its graph.
+
+Every analysis works on the model's functional graph, never on its code:
+
+- `find_blocks(model)` finds the residual blocks by their `{block}_add`
+  layers (and, in plain networks, the blocks by their `{block}_out` layers)
+  and walks the graph from there to tell the branch from the shortcut and
+  to find each block's input and output tensors.
+- `rebuild(model, ...)` replays the graph layer by layer into a fresh
+  `keras.Model` (new layer objects holding copies of the weights), with
+  branches removed, blocks reordered or a gate put on each branch. The
+  original model is never modified: calling its layers on new symbolic
+  tensors would add nodes to them, so every layer is copied first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+import keras
+
+_ADD = re.compile(r"^(?P<block>.+)_add$")
+_OUT = re.compile(r"^(?P<block>.+)_out$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """One block of a network, found from its layer names.
+
+    Attributes:
+        name: the block's layer-name prefix, e.g. `"stage2_block3"`.
+        residual: True for a residual block (`{name}_add` merges a branch
+            and a shortcut); False for a block of a plain network.
+        input: the block's input tensor in the model's graph.
+        output: the block's output tensor (after the post-merge layers such
+            as `{name}_out`).
+        branch: the residual branch's tensor entering `{name}_add` (None
+            for plain blocks).
+        shortcut: the shortcut's tensor entering `{name}_add` (None for
+            plain blocks).
+        add_layer: name of the merge layer (None for plain blocks).
+        identity_shortcut: True when the shortcut is the block input itself.
+        same_shape: True when input and output shapes are equal.
+        owns_branch: True when the merge layer owns the branch (stochastic
+            depth's `StochasticDepth` wraps it; `branch` is then None).
+    """
+
+    name: str
+    residual: bool
+    input: object
+    output: object
+    branch: object = None
+    shortcut: object = None
+    add_layer: str | None = None
+    identity_shortcut: bool = False
+    same_shape: bool = False
+    owns_branch: bool = False
+
+    @property
+    def downsampling(self) -> bool:
+        """True when the block changes the shape (stride or channels)."""
+        return not self.same_shape
+
+    @property
+    def removable(self) -> bool:
+        """Whether the block can be deleted at test time.
+
+        A residual block always can (its shortcut stays); a plain block only
+        when its input and output shapes are equal.
+        """
+        return self.residual or self.same_shape
+
+
+class _Graph:
+    """The functional graph of a model: producers, inputs and topological order."""
+
+    def __init__(self, model: keras.Model):
+        if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
+            raise TypeError(
+                "`model` must be a functional keras.Model (for example one built by "
+                f"keras_resnets), got {type(model).__name__}."
+            )
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ValueError(
+                f"`model` must have one input and one output, got {len(model.inputs)} "
+                f"inputs and {len(model.outputs)} outputs."
+            )
+        self.model = model
+        self.input = model.inputs[0]
+        self.output = model.outputs[0]
+        self.layers: list = []
+        self.index: dict[str, int] = {}
+        self.producer: dict[int, object] = {}
+        self.consumers: dict[int, list] = {}
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            if len(layer._inbound_nodes) != 1:
+                raise ValueError(
+                    f"Layer {layer.name!r} is called {len(layer._inbound_nodes)} times in "
+                    "the model; the analysis tools need each layer called once."
+                )
+            self.index[layer.name] = len(self.layers)
+            self.layers.append(layer)
+            for tensor in keras.tree.flatten(layer.output):
+                self.producer[id(tensor)] = layer
+            for tensor in self.inputs_of(layer):
+                self.consumers.setdefault(id(tensor), []).append(layer)
+
+    @staticmethod
+    def inputs_of(layer) -> list:
+        return keras.tree.flatten(layer.input)
+
+    def producer_name(self, tensor) -> str | None:
+        layer = self.producer.get(id(tensor))
+        return None if layer is None else layer.name
+
+    def ancestors(self, tensor, stop: Iterable = ()) -> list:
+        """Layers that `tensor` depends on, stopping at the tensors in `stop`."""
+        stop_ids = {id(t) for t in stop}
+        seen: dict[str, object] = {}
+        stack = [tensor]
+        while stack:
+            t = stack.pop()
+            if id(t) in stop_ids:
+                continue
+            layer = self.producer.get(id(t))
+            if layer is None or layer.name in seen:
+                continue
+            seen[layer.name] = layer
+            stack.extend(self.inputs_of(layer))
+        return sorted(seen.values(), key=lambda layer: self.index[layer.name])
+
+
+def _is_shortcut(graph: _Graph, tensor, prefix: str) -> bool:
+    name = graph.producer_name(tensor)
+    return name is None or not name.startswith(prefix + "_") or "shortcut" in name[len(prefix) :]
+
+
+def _owns_branch(layer) -> bool:
+    """A merge layer that owns its residual branch (issue 6's `StochasticDepth`)."""
+    return isinstance(getattr(layer, "branch", None), keras.layers.Layer) and hasattr(
+        layer, "survival_probability"
+    )
+
+
+def _owned_branch_output(merge, x):
+    """The branch term a branch-owning merge adds at inference (scaled by p for scale="test")."""
+    y = merge.branch(x, training=False)
+    if getattr(merge, "scale", "test") == "test" and merge.survival_probability != 1.0:
+        y = keras.layers.Rescaling(merge.survival_probability, name=f"{merge.name}_test_scale")(y)
+    return y
+
+
+def _walk_out(graph: _Graph, tensor, prefix: str):
+    """Follow single-consumer layers named `{prefix}_*` after the merge."""
+    while True:
+        consumers = graph.consumers.get(id(tensor), [])
+        if len(consumers) != 1 or not consumers[0].name.startswith(prefix + "_"):
+            return tensor
+        layer = consumers[0]
+        if len(graph.inputs_of(layer)) != 1 or len(keras.tree.flatten(layer.output)) != 1:
+            return tensor
+        tensor = keras.tree.flatten(layer.output)[0]
+
+
+def _block_input(graph: _Graph, tensor, prefix: str):
+    """The one tensor from outside the block that the layers `{prefix}_*` read."""
+    outside = {}
+    for layer in graph.ancestors(tensor):
+        if not layer.name.startswith(prefix + "_"):
+            continue
+        for t in graph.inputs_of(layer):
+            name = graph.producer_name(t)
+            if name is None or not name.startswith(prefix + "_"):
+                outside[id(t)] = t
+    if len(outside) != 1:
+        raise ValueError(
+            f"Block {prefix!r} reads {len(outside)} tensors from outside its layers "
+            "(expected one, the block input); the analysis tools cannot isolate it."
+        )
+    return next(iter(outside.values()))
+
+
+def find_blocks(model: keras.Model) -> list[Block]:
+    """Find the residual blocks (or the plain blocks) of a model by layer name.
+
+    Residual blocks are found from their merge layers, `keras.layers.Add`
+    layers named `{block}_add` with two inputs: the input whose layer is
+    outside the block (identity shortcut) or has `shortcut` in its name is
+    the shortcut, the other is the branch. This holds for every residual
+    family of keras_resnets (ResNet v1, pre-activation, ResNeXt, Wide ResNet,
+    stochastic depth, whose branch may be wrapped in a sub-model). In a model
+    with no residual blocks, the blocks of a plain network are found from
+    their `{block}_out` layers.
+
+    Args:
+        model: a functional `keras.Model`.
+
+    Returns:
+        The blocks in graph order.
+
+    Raises:
+        ValueError: the model has no blocks named this way, or a layer named
+            `{block}_add` is not an `Add` of one branch and one shortcut.
+
+    Example:
+        >>> blocks = find_blocks(keras_resnets.ResNet20())
+        >>> [b.name for b in blocks][:2]
+        ['stage1_block1', 'stage1_block2']
+    """
+    graph = _Graph(model)
+    found = []
+    merges = [layer for layer in graph.layers if _ADD.match(layer.name)]
+    for layer in merges:
+        prefix = _ADD.match(layer.name)["block"]
+        inputs = graph.inputs_of(layer)
+        if _owns_branch(layer):
+            # StochasticDepth(branch)(x) or (...)([x, shortcut]): x feeds the branch.
+            output = _walk_out(graph, keras.tree.flatten(layer.output)[0], prefix)
+            found.append(
+                Block(
+                    name=prefix,
+                    residual=True,
+                    input=inputs[0],
+                    output=output,
+                    shortcut=inputs[-1],
+                    add_layer=layer.name,
+                    identity_shortcut=len(inputs) == 1,
+                    same_shape=tuple(inputs[0].shape) == tuple(output.shape),
+                    owns_branch=True,
+                )
+            )
+            continue
+        kinds = [_is_shortcut(graph, t, prefix) for t in inputs]
+        if not isinstance(layer, keras.layers.Add) or len(inputs) != 2 or sum(kinds) != 1:
+            raise ValueError(
+                f"Layer {layer.name!r} ({type(layer).__name__} of {len(inputs)} inputs) is "
+                "named like a residual merge but is not a keras.layers.Add of one branch "
+                "and one shortcut; the analysis tools cannot take this block apart."
+            )
+        shortcut = inputs[kinds.index(True)]
+        branch = inputs[kinds.index(False)]
+        block_input = _block_input(graph, branch, prefix)
+        output = _walk_out(graph, keras.tree.flatten(layer.output)[0], prefix)
+        found.append(
+            Block(
+                name=prefix,
+                residual=True,
+                input=block_input,
+                output=output,
+                branch=branch,
+                shortcut=shortcut,
+                add_layer=layer.name,
+                identity_shortcut=shortcut is block_input,
+                same_shape=tuple(block_input.shape) == tuple(output.shape),
+            )
+        )
+    if not merges:
+        for layer in graph.layers:
+            match = _OUT.match(layer.name)
+            if not match:
+                continue
+            prefix = match["block"]
+            output = keras.tree.flatten(layer.output)[0]
+            block_input = _block_input(graph, output, prefix)
+            found.append(
+                Block(
+                    name=prefix,
+                    residual=False,
+                    input=block_input,
+                    output=output,
+                    same_shape=tuple(block_input.shape) == tuple(output.shape),
+                )
+            )
+    if not found:
+        raise ValueError(
+            f"Model {model.name!r} has no blocks named `{{block}}_add` (residual) or "
+            "`{block}_out` (plain); the analysis tools find blocks by these layer names."
+        )
+    return found
+
+
+def _resolve_names(blocks: Sequence[Block], names: Iterable[str], argument: str) -> list[Block]:
+    by_name = {b.name: b for b in blocks}
+    if isinstance(names, str):
+        names = [names]
+    chosen = []
+    for name in names:
+        if name not in by_name:
+            listed = ", ".join(by_name)
+            raise ValueError(f"Unknown block {name!r} in `{argument}`; the blocks are: {listed}.")
+        chosen.append(by_name[name])
+    return chosen
+
+
+def _copy_layer(layer):
+    """A new layer object with the same configuration (weights copied after build)."""
+    if isinstance(layer, keras.Model):
+        return keras.models.clone_model(layer)
+    return layer.__class__.from_config(layer.get_config())
+
+
+def rebuild(
+    model: keras.Model,
+    *,
+    remove: Iterable[str] = (),
+    order: Sequence[str] | None = None,
+    wrap_merge: Callable | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """Rebuild `model` as a fresh functional model, optionally lesioned.
+
+    Every layer is copied (same configuration, same weights), so the result
+    shares nothing with `model` and `model` is left untouched.
+
+    Args:
+        model: a functional `keras.Model` with blocks `find_blocks` finds.
+        remove: names of blocks to delete. A residual block keeps its
+            shortcut and what follows the merge (`{block}_out`): its output
+            becomes `out(shortcut(x))`. A plain block is replaced by the
+            identity, which needs equal input and output shapes.
+        order: the blocks in the order to run them (a permutation of the
+            block names); a block may only move to a position whose input and
+            output shapes match its own. None keeps the graph's order.
+        wrap_merge: `wrap_merge(block, merge_layer, shortcut, branch) ->
+            tensor` replaces the call of each residual block's merge layer
+            (used to put a gate on the branch). A merge that owns its branch
+            (stochastic depth) is unfolded into its inference-time form,
+            `Add([shortcut, p * branch(x)])`, so the result is for inference.
+        name: name of the new model (default `"{model.name}_rebuilt"`).
+
+    Returns:
+        A new functional `keras.Model`.
+
+    Raises:
+        ValueError: unknown block names, a plain block whose shape changes,
+            or an order that is not a shape-compatible permutation of a chain.
+
+    Example:
+        >>> model = keras_resnets.ResNet20()
+        >>> lesioned = rebuild(model, remove=["stage1_block2"])
+    """
+    graph = _Graph(model)
+    blocks = find_blocks(model)
+    removed = {b.name for b in _resolve_names(blocks, remove, "remove")}
+    for block in blocks:
+        if block.name in removed and not block.removable:
+            raise ValueError(
+                f"Block {block.name!r} of plain model {model.name!r} changes the shape "
+                f"from {tuple(block.input.shape)} to {tuple(block.output.shape)}, so it "
+                "cannot be removed; remove only blocks with equal input and output shapes."
+            )
+    by_add = {b.add_layer: b for b in blocks if b.residual}
+
+    copies: dict[str, object] = {}
+
+    def call(layer, args):
+        if layer.name not in copies:
+            copies[layer.name] = _copy_layer(layer)
+        copy = copies[layer.name]
+        block = by_add.get(layer.name)
+        if block is not None and wrap_merge is not None:
+            if block.owns_branch:
+                values = keras.tree.flatten(args)
+                shortcut_value = values[-1]
+                branch_value = _owned_branch_output(copy, values[0])
+                merge = keras.layers.Add(name=f"{block.name}_add_unwrapped")
+                return wrap_merge(block, merge, shortcut_value, branch_value)
+            shortcut_value, branch_value = _split_merge_args(graph, layer, block, args)
+            return wrap_merge(block, copy, shortcut_value, branch_value)
+        return copy(args)
+
+    aliases: dict[int, object] = {}
+    for block in blocks:
+        if block.name not in removed:
+            continue
+        if block.residual:
+            add = graph.layers[graph.index[block.add_layer]]
+            aliases[id(keras.tree.flatten(add.output)[0])] = block.shortcut
+        else:
+            aliases[id(block.output)] = block.input
+
+    inputs = keras.Input(
+        shape=tuple(graph.input.shape[1:]), dtype=graph.input.dtype, name=graph.input.name
+    )
+    if order is None:
+        outputs = _evaluate(graph, graph.output, {id(graph.input): inputs}, aliases, call)
+    else:
+        outputs = _evaluate_in_order(graph, blocks, order, inputs, aliases, call)
+    new = keras.Model(inputs, outputs, name=name or f"{model.name}_rebuilt")
+    for layer_name, copy in copies.items():
+        original = graph.layers[graph.index[layer_name]]
+        if by_add.get(layer_name) is not None and by_add[layer_name].owns_branch:
+            if wrap_merge is not None:  # only the owned branch was called
+                copy.branch.set_weights(original.branch.get_weights())
+                continue
+        copy.set_weights(original.get_weights())
+    return new
+
+
+def _split_merge_args(graph: _Graph, layer, block: Block, args):
+    inputs = graph.inputs_of(layer)
+    values = keras.tree.flatten(args)
+    if inputs[0] is block.shortcut:
+        return values[0], values[1]
+    return values[1], values[0]
+
+
+def _evaluate(graph: _Graph, target, known: dict, aliases: dict, call: Callable):
+    """Compute `target` from `known` tensor values, replaying only the layers needed."""
+
+    def source(tensor):
+        while id(tensor) in aliases and id(tensor) not in known:
+            tensor = aliases[id(tensor)]
+        return tensor
+
+    needed: dict[str, object] = {}
+    stack = [target]
+    while stack:
+        tensor = source(stack.pop())
+        if id(tensor) in known:
+            continue
+        layer = graph.producer.get(id(tensor))
+        if layer is None:
+            raise ValueError(
+                f"Tensor {tensor.name!r} is not reachable from the given inputs; the "
+                "blocks do not form a chain the analysis tools can rebuild."
+            )
+        if layer.name in needed:
+            continue
+        needed[layer.name] = layer
+        stack.extend(graph.inputs_of(layer))
+
+    values = dict(known)
+    for layer in sorted(needed.values(), key=lambda lay: graph.index[lay.name]):
+        args = keras.tree.map_structure(lambda t: values[id(source(t))], layer.input)
+        result = call(layer, args)
+        for tensor, value in zip(
+            keras.tree.flatten(layer.output), keras.tree.flatten(result), strict=True
+        ):
+            values[id(tensor)] = value
+    return values[id(source(target))]
+
+
+def _evaluate_in_order(graph, blocks, order, inputs, aliases, call):
+    names = [b.name for b in blocks]
+    order = list(order)
+    if sorted(order) != sorted(names):
+        raise ValueError(f"`order` must be a permutation of the block names {names}, got {order}.")
+    for previous, block in zip(blocks, blocks[1:], strict=False):
+        if block.input is not previous.output:
+            raise ValueError(
+                f"Blocks {previous.name!r} and {block.name!r} are not chained (the second "
+                "does not read the first's output), so the blocks cannot be reordered."
+            )
+    by_name = {b.name: b for b in blocks}
+    for position, block_name in zip(blocks, order, strict=True):
+        moved = by_name[block_name]
+        same_in = tuple(moved.input.shape) == tuple(position.input.shape)
+        same_out = tuple(moved.output.shape) == tuple(position.output.shape)
+        if not (same_in and same_out):
+            raise ValueError(
+                f"Block {block_name!r} cannot run at the position of {position.name!r}: "
+                f"its shapes {tuple(moved.input.shape)} -> {tuple(moved.output.shape)} "
+                f"differ from {tuple(position.input.shape)} -> {tuple(position.output.shape)}."
+            )
+    x = _evaluate(graph, blocks[0].input, {id(graph.input): inputs}, aliases, call)
+    for block_name in order:
+        block = by_name[block_name]
+        x = _evaluate(graph, block.output, {id(block.input): x}, aliases, call)
+    return _evaluate(graph, graph.output, {id(blocks[-1].output): x}, aliases, call)
