@@ -159,15 +159,11 @@ def test_resnext_forms_and_implementations_agree_here():
 # ---- DenseBlock ------------------------------------------------------------
 
 
-def test_dense_block_memory_efficient_matches_plain_or_says_why():
+def test_dense_block_memory_efficient_matches_plain():
     from backend_utils import gradients_of_weighted_sum
 
     from keras_resnets.layers import DenseBlock
 
-    if BACKEND == "torch":
-        with pytest.raises(ValueError, match="memory_efficient"):
-            DenseBlock(num_layers=2, growth_rate=4, memory_efficient=True)
-        return
     x = np.random.default_rng(0).standard_normal((2, 6, 6, 8)).astype("float32")
     probe = np.random.default_rng(1).standard_normal((2, 6, 6, 16)).astype("float32")
     results = []
@@ -233,3 +229,23 @@ def test_stochastic_depth_sample_mode_draws_per_example_here():
     dropped = [np.allclose(y[i], x[i], atol=1e-6) for i in range(16)]
     assert all(k != d for k, d in zip(kept, dropped, strict=True))
     assert 0 < sum(kept) < 16
+
+
+def test_memory_efficient_densenet_trains_like_the_plain_one():
+    x = np.random.default_rng(4).random((8, 16, 16, 3), dtype=np.float32)
+    y = np.arange(8) % 10
+    weights = []
+    for efficient in (False, True):
+        keras.utils.set_random_seed(0)
+        model = keras_resnets.CifarDenseNet(
+            depth=16, growth_rate=4, memory_efficient=efficient, input_shape=(16, 16, 3)
+        )
+        if weights:
+            model.set_weights(weights[0][0])
+        start = [w.copy() for w in model.get_weights()]
+        model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        weights.append((start, model.get_weights()))
+    for plain, lean in zip(weights[0][1], weights[1][1], strict=True):
+        np.testing.assert_allclose(lean, plain, atol=1e-4, rtol=1e-4)
+    assert any(not np.allclose(a, b) for a, b in zip(weights[0][0], weights[0][1], strict=True))

@@ -5,7 +5,37 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-_BACKENDS_WITH_CUSTOM_GRADIENT = ("tensorflow", "jax")
+
+def _custom_gradient(f):
+    """`keras.ops.custom_gradient`, plus PyTorch, where Keras has none.
+
+    `f(*args)` returns `(output, grad)` with `grad(upstream)` giving one
+    gradient per argument, as for `keras.ops.custom_gradient`. On PyTorch
+    the same function runs inside a `torch.autograd.Function`: its forward
+    pass runs without autograd, so nothing but the inputs is kept for the
+    backward pass, which calls `grad`.
+    """
+    if keras.backend.backend() != "torch":
+        return ops.custom_gradient(f)
+    import torch
+
+    class _Segment(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            output, grad = f(*args)
+            ctx.grad = grad
+            return output
+
+        @staticmethod
+        def backward(ctx, upstream):
+            grads = ctx.grad(upstream)
+            del ctx.grad
+            return tuple(grads)
+
+    def apply(*args):
+        return _Segment.apply(*(ops.convert_to_tensor(a) for a in args))
+
+    return apply
 
 
 def _conv_kernel_initializer():
@@ -60,7 +90,7 @@ def _bn_relu_conv(
         x_hat = (x - mean) * inv
         return x_hat, x_hat * gamma + beta, inv
 
-    @ops.custom_gradient
+    @_custom_gradient
     def segment(gamma, beta, kernel, mean, variance, *feats):
         _, y, _ = normalised(feats, gamma, beta, mean, variance)
         out = ops.conv(ops.cast(ops.relu(y), conv_dtype), kernel, strides=1, padding="same")
@@ -144,8 +174,10 @@ class DenseBlock(keras.layers.Layer):
     the ReLU from the block's feature maps. Activation memory then grows
     linearly with the block length instead of quadratically; outputs,
     gradients, moving statistics and weights are the same as with
-    `memory_efficient=False` (same sub-layers, same weight files). It needs
-    a backend with `keras.ops.custom_gradient` (TensorFlow or JAX).
+    `memory_efficient=False` (same sub-layers, same weight files). It runs
+    on every backend: `keras.ops.custom_gradient` on TensorFlow and JAX, a
+    `torch.autograd.Function` around the same hand-written gradient on
+    PyTorch.
 
     Sub-layers are named `{name}_layer{j}_bn1`, `_conv1`, `_bn2`, `_conv2`
     (`_dropout1`, `_dropout2`), with `j` from 1; find them with
@@ -195,12 +227,6 @@ class DenseBlock(keras.layers.Layer):
             or not 0 <= dropout < 1
         ):
             raise ValueError(f"`dropout` must be a rate in [0, 1), got {dropout!r}.")
-        if memory_efficient and keras.backend.backend() not in _BACKENDS_WITH_CUSTOM_GRADIENT:
-            raise ValueError(
-                "`memory_efficient=True` needs keras.ops.custom_gradient, available on the "
-                f"TensorFlow and JAX backends; the backend is {keras.backend.backend()!r}. "
-                "Use memory_efficient=False."
-            )
         self.num_layers = num_layers
         self.growth_rate = growth_rate
         self.bottleneck = bottleneck
