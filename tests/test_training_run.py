@@ -75,15 +75,6 @@ def test_nan_loss_stops_and_keeps_last_good_state(tmp_path, capsys):
     assert not (out / "model.keras").exists()
 
 
-def test_export_without_support_is_a_clear_error(tmp_path):
-    import keras_resnets
-
-    if hasattr(keras_resnets, "export_saved_model"):
-        pytest.skip("export support has landed; tested with the export feature")
-    with pytest.raises(ValueError, match="--export needs keras_resnets.export_saved_model"):
-        run("digits_resnet20", epochs=1, output_dir=str(tmp_path), export=True)
-
-
 def test_tfds_cifar10_mock_with_mixed_precision(tmp_path):
     import keras
     import tensorflow_datasets as tfds

@@ -281,7 +281,7 @@ def run(
     Raises:
         ValueError: bad recipe, key, model, data set or flag value, an
             output directory holding another run (without `resume` or
-            `overwrite`), or `export` without export support.
+            `overwrite`).
 
     Example:
         >>> result = run("digits_resnet20", epochs=1, output_dir="runs/try")
@@ -300,14 +300,7 @@ def run(
     resume = bool(flags.get("resume"))
     export = None
     if flags.get("export"):
-        import keras_resnets
-
-        export = getattr(keras_resnets, "export_saved_model", None)
-        if export is None:
-            raise ValueError(
-                "--export needs keras_resnets.export_saved_model, which this installation "
-                "does not have yet (it arrives with the serving-export feature)."
-            )
+        from keras_resnets import export_saved_model as export
     if not isinstance(output_dir, str) or not output_dir:
         raise ValueError(f"`output_dir` must be a directory path, got {output_dir!r}.")
     output_dir = os.path.abspath(output_dir)
