@@ -5,20 +5,24 @@ Measured side by side in one run, float32, each model compiled with
 sparse categorical cross-entropy) on a fixed random batch:
 
 - ResNet-50 (`keras_resnets.ResNet50`);
-- ResNeXt-50 32x4d with `implementation="auto"` (on TensorFlow CPU: split);
+- ResNeXt-50 32x4d with `implementation="auto"` (on TensorFlow CPU:
+  "custom_gradient", one grouped convolution with a hand-written gradient);
+- ResNeXt-50 32x4d with `implementation="split"` (one convolution per group),
+  unless "auto" already is split (`--skip-split` leaves it out);
 - ResNeXt-50 32x4d with `implementation="native"` (one grouped convolution);
   on TensorFlow CPU its backward pass is minutes per step, so it gets its own
   smaller batch (`--native-batch`) and one timed step (`--skip-native` leaves
   it out);
-- forward-only (inference) throughput of ResNet-50 and ResNeXt-50 (auto),
-  to show where the time goes.
+- forward-only (inference) throughput of the same models, to show where the
+  time goes.
 
 After `--warmup` untimed steps (tracing), the models are timed in turn, step
-by step (interleaved, so a shared machine's load drifts on both alike); the
-median of `--steps` timed steps is reported as images/s, with the ratios the issue asks for.
+by step (interleaved, so a shared machine's load drifts on all alike); the
+median of `--steps` timed steps is reported as images/s, with the ratios the
+issue asks for.
 
     python benchmarks/resnext_vs_resnet.py                  # batch 4, 3 steps
-    python benchmarks/resnext_vs_resnet.py --skip-native
+    python benchmarks/resnext_vs_resnet.py --skip-native --batch 16
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--native-batch", type=int, default=2)
     parser.add_argument("--skip-native", action="store_true")
+    parser.add_argument("--skip-split", action="store_true")
     args = parser.parse_args(argv)
     print(
         f"{keras.backend.backend()} backend, {os.cpu_count()} cores (shared machine: "
@@ -91,6 +96,8 @@ def main(argv=None) -> None:
     }
     resolved = models["ResNeXt-50 auto"].get_layer("stage2_block1_conv2").resolved_implementation
     models[f"ResNeXt-50 auto ({resolved})"] = models.pop("ResNeXt-50 auto")
+    if resolved != "split" and not args.skip_split:
+        models["ResNeXt-50 split"] = keras_resnets.ResNeXt50(implementation="split")
     x, y = _batch(args.batch, args.size)
     x_infer, _ = _batch(4 * args.batch, args.size)
     for model in models.values():
@@ -113,7 +120,7 @@ def main(argv=None) -> None:
         seconds = interleaved({"native": lambda: model.train_on_batch(xn, yn)}, 1, 1)["native"]
         native = args.native_batch / seconds
 
-    resnet, resnext = list(train)
+    resnet, resnext = list(train)[:2]
     print()
     print(f"{'model':<28}{'train img/s':>12}{'infer img/s':>12}")
     for name in train:
@@ -123,6 +130,12 @@ def main(argv=None) -> None:
     print()
     print(f"ResNeXt-50 / ResNet-50 training throughput:  {train[resnext] / train[resnet]:.2f}x")
     print(f"ResNeXt-50 / ResNet-50 inference throughput: {infer[resnext] / infer[resnet]:.2f}x")
+    if "ResNeXt-50 split" in train:
+        split = "ResNeXt-50 split"
+        print(
+            f"  (with split: training {train[split] / train[resnet]:.2f}x, inference "
+            f"{infer[split] / infer[resnet]:.2f}x)"
+        )
     if native is not None:
         print(f"ResNeXt-50 auto / native training throughput: {train[resnext] / native:.1f}x")
 

@@ -231,7 +231,7 @@ def unit_branch(
             (one grouped convolution), `"a"` or `"b"` (separate paths; see
             `bottleneck_branch`; `"original"` units only).
         implementation: `GroupedConv2D` implementation of grouped
-            convolutions (`"auto"`, `"native"`, `"split"`).
+            convolutions (one of `GroupedConv2D`'s `IMPLEMENTATIONS`).
 
     Returns:
         A function mapping the unit's input tensor to the branch output.

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_resnets
 from keras_resnets.layers import (
     GroupedConv2D,
     get_grouped_conv_implementation,
@@ -20,7 +21,15 @@ CASES = [
     (12, 3, 2, "valid", 3, True, (2, 9, 9, 6)),
     (16, (3, 1), (2, 1), "same", 8, True, (1, 6, 5, 16)),
     (6, 1, 1, "valid", 2, False, (3, 4, 4, 4)),
+    # the custom gradient's padding arithmetic: odd sizes, even kernels,
+    # strides that do not divide the input, "valid" with unused rows
+    (8, 3, 2, "same", 4, False, (2, 7, 9, 8)),
+    (8, (4, 2), (2, 3), "same", 2, True, (2, 11, 10, 4)),
+    (8, (5, 3), (3, 2), "valid", 2, False, (2, 13, 12, 4)),
+    (6, (2, 4), 1, "same", 3, False, (2, 6, 7, 9)),
+    (6, (3, 2), 1, "valid", 3, False, (1, 6, 7, 9)),
 ]
+IMPLEMENTATIONS = ("native", "split", "custom_gradient")
 
 
 @pytest.fixture(autouse=True)
@@ -40,27 +49,25 @@ def _forward_backward(layer, x, probe):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"case{i}" for i in range(len(CASES))])
-def test_native_split_and_keras_conv2d_agree(case):
+def test_every_implementation_agrees_with_keras_conv2d(case):
     filters, kernel, strides, padding, groups, use_bias, shape = case
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype("float32")
     kwargs = dict(strides=strides, padding=padding, groups=groups, use_bias=use_bias)
-    native = GroupedConv2D(filters, kernel, implementation="native", **kwargs)
-    split = GroupedConv2D(filters, kernel, implementation="split", **kwargs)
+    layers = [GroupedConv2D(filters, kernel, implementation=i, **kwargs) for i in IMPLEMENTATIONS]
     reference = keras.layers.Conv2D(filters, kernel, **kwargs)
-    for layer in (native, split, reference):
+    for layer in (*layers, reference):
         layer.build(shape)
     weights = [rng.standard_normal(w.shape).astype("float32") for w in reference.weights]
-    for layer in (native, split, reference):
+    for layer in (*layers, reference):
         assert [tuple(w.shape) for w in layer.weights] == [w.shape for w in weights]
         layer.set_weights(weights)
-    assert native.resolved_implementation == "native"
-    assert split.resolved_implementation == "split"
+    assert [layer.resolved_implementation for layer in layers] == list(IMPLEMENTATIONS)
     out_shape = reference.compute_output_shape(shape)
-    assert native.compute_output_shape(shape) == out_shape
+    assert layers[0].compute_output_shape(shape) == out_shape
     probe = rng.standard_normal(out_shape).astype("float32")
     expected = _forward_backward(reference, x, probe)
-    for layer in (native, split):
+    for layer in layers:
         got = _forward_backward(layer, x, probe)
         assert got[0].shape == out_shape
         for a, b in zip(got, expected, strict=True):
@@ -73,13 +80,13 @@ def test_one_kernel_variable_in_native_layout():
     assert [tuple(w.shape) for w in layer.weights] == [(3, 3, 4, 64)]
 
 
-def test_auto_resolves_to_split_on_tensorflow_cpu_and_follows_the_global_setting():
+def test_auto_resolves_to_custom_gradient_on_tensorflow_cpu_and_follows_the_global_setting():
     assert keras.backend.backend() == "tensorflow" and not tf.config.list_logical_devices("GPU")
     assert get_grouped_conv_implementation() == "auto"
-    assert resolve_implementation("auto") == "split"
+    assert resolve_implementation("auto") == "custom_gradient"
     layer = GroupedConv2D(8, 3, groups=4)
     layer.build((None, 5, 5, 8))
-    assert layer.resolved_implementation == "split"
+    assert layer.resolved_implementation == "custom_gradient"
 
     set_grouped_conv_implementation("native")
     assert resolve_implementation("auto") == "native"
@@ -100,7 +107,7 @@ def test_saved_model_reloads_with_another_implementation(tmp_path):
         inputs
     )
     model = keras.Model(inputs, outputs)
-    assert model.get_layer("gconv").resolved_implementation == "split"
+    assert model.get_layer("gconv").resolved_implementation == "custom_gradient"
     x = np.random.default_rng(1).standard_normal((2, 6, 6, 8)).astype("float32")
     expected = model.predict(x, verbose=0)
     path = str(tmp_path / "g.keras")
@@ -133,3 +140,59 @@ def test_bad_global_setting():
     with pytest.raises(ValueError, match="`implementation` 'cudnn'"):
         set_grouped_conv_implementation("cudnn")
     assert get_grouped_conv_implementation() == "auto"
+
+
+def _train_tiny_resnext(implementation, x, y, epochs=2):
+    keras.utils.set_random_seed(0)
+    model = keras_resnets.CifarResNeXt(
+        depth=11,
+        cardinality=4,
+        base_width=4,
+        input_shape=(12, 12, 3),
+        classes=3,
+        implementation=implementation,
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy"
+    )
+    # batch 5 does not divide 12 samples: the last batch of each epoch has a
+    # different (retraced, then unknown) batch size
+    history = model.fit(x, y, batch_size=5, epochs=epochs, shuffle=False, verbose=0)
+    return model, history.history["loss"]
+
+
+def test_custom_gradient_trains_a_resnext_as_split_does():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((12, 12, 12, 3)).astype("float32")
+    y = rng.integers(0, 3, 12)
+    split, split_loss = _train_tiny_resnext("split", x, y)
+    custom, custom_loss = _train_tiny_resnext("custom_gradient", x, y)
+    assert custom.get_layer("stage2_block1_conv2").resolved_implementation == "custom_gradient"
+    np.testing.assert_allclose(custom_loss, split_loss, rtol=1e-4)
+    for a, b in zip(custom.get_weights(), split.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_custom_gradient_under_mixed_bfloat16():
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        layers = [
+            GroupedConv2D(16, 3, strides=s, padding="same", groups=4, implementation=i)
+            for s in (1, 2)
+            for i in ("split", "custom_gradient")
+        ]
+    finally:
+        keras.config.set_dtype_policy(policy)
+    x = np.random.default_rng(4).standard_normal((2, 8, 8, 16)).astype("float32")
+    for split, custom in (layers[:2], layers[2:]):
+        split.build(x.shape)
+        custom.build(x.shape)
+        custom.set_weights(split.get_weights())
+        probe = np.ones(split.compute_output_shape(x.shape), "float32")
+        got = _forward_backward(custom, tf.cast(x, "bfloat16"), tf.cast(probe, "bfloat16"))
+        expected = _forward_backward(split, tf.cast(x, "bfloat16"), tf.cast(probe, "bfloat16"))
+        assert got[0].dtype == np.dtype("bfloat16") or str(got[0].dtype) == "bfloat16"
+        for a, b in zip(got, expected, strict=True):
+            a, b = np.asarray(a, "float32"), np.asarray(b, "float32")
+            np.testing.assert_allclose(a, b, rtol=0.05, atol=0.1 * np.abs(b).max())

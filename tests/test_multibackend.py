@@ -135,10 +135,14 @@ def test_grouped_conv_auto_picks_the_fast_implementation_for_this_backend():
     from keras_resnets.layers.grouped_conv import resolve_implementation
 
     # Measured (docs/backends.md): the native gradient is hundreds of times
-    # slower than split on TensorFlow and JAX CPUs, and faster on PyTorch's.
-    expected = {"tensorflow": "split", "jax": "split", "torch": "native"}[BACKEND]
+    # slower than split on TensorFlow and JAX CPUs, and faster on PyTorch's;
+    # TensorFlow's custom gradient beats split.
+    expected = {"tensorflow": "custom_gradient", "jax": "split", "torch": "native"}[BACKEND]
     assert resolve_implementation("auto") == expected
     assert resolve_implementation("native") == "native"
+    if BACKEND != "tensorflow":
+        with pytest.raises(ValueError, match="'custom_gradient' is written for the TensorFlow"):
+            resolve_implementation("custom_gradient")
 
 
 def test_resnext_forms_and_implementations_agree_here():

@@ -131,23 +131,25 @@ def test_copy_between_different_networks_names_the_layer():
         keras_resnets.copy_form_weights(source, target)
 
 
-def test_native_and_split_models_agree_and_train():
+def test_native_split_and_auto_models_agree_and_train():
     native = keras_resnets.CifarResNeXt(implementation="native", **SMALL)
     split = keras_resnets.CifarResNeXt(implementation="split", **SMALL)
     auto = keras_resnets.CifarResNeXt(**SMALL)
-    assert auto.get_layer("stage1_block1_conv2").resolved_implementation == "split"
+    assert auto.get_layer("stage1_block1_conv2").resolved_implementation == "custom_gradient"
     assert native.get_layer("stage1_block1_conv2").resolved_implementation == "native"
     split.set_weights(native.get_weights())
+    auto.set_weights(native.get_weights())
     x = np.random.default_rng(2).standard_normal((4, 16, 16, 3)).astype("float32")
     y = np.array([0, 1, 2, 3])
     for training in (False, True):
-        np.testing.assert_allclose(
-            split(x, training=training), native(x, training=training), atol=1e-5
-        )
-    split.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
-    history = split.fit(x, y, epochs=4, batch_size=4, verbose=0)
-    assert np.all(np.isfinite(history.history["loss"]))
-    assert history.history["loss"][-1] < history.history["loss"][0]
+        expected = native(x, training=training)
+        np.testing.assert_allclose(split(x, training=training), expected, atol=1e-5)
+        np.testing.assert_allclose(auto(x, training=training), expected, atol=1e-5)
+    for model in (split, auto):
+        model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy")
+        history = model.fit(x, y, epochs=4, batch_size=4, verbose=0)
+        assert np.all(np.isfinite(history.history["loss"]))
+        assert history.history["loss"][-1] < history.history["loss"][0]
 
 
 def test_resnext_options_and_saving(tmp_path):

@@ -6,16 +6,22 @@ for forward + backward, against about 30 ms as 32 convolutions on channel
 slices; see docs/resnext.md and `benchmarks/grouped_conv.py`). On GPUs
 the native (cuDNN) grouped convolution is the fast one. `GroupedConv2D`
 therefore keeps ONE kernel variable in the native layout
-`(kh, kw, in_channels / groups, filters)` and computes it either with one
-grouped `keras.ops.conv` ("native") or as one `keras.ops.conv` per group on
-channel slices followed by a concatenation ("split"). Weights, checkpoints
-and conversions do not depend on the implementation.
+`(kh, kw, in_channels / groups, filters)` and computes it in one of three
+ways:
+
+- `"native"`: one grouped `keras.ops.conv`, forward and gradient (the
+  backend's own kernels);
+- `"split"`: one `keras.ops.conv` per group on channel slices, concatenated;
+- `"custom_gradient"` (TensorFlow only): one grouped `tf.nn.conv2d` forward
+  (fast on the CPU) with a hand-written gradient that avoids TensorFlow's
+  slow grouped gradient kernels (`_tf_grouped_conv.py`).
+
+Weights, checkpoints and conversions do not depend on the implementation.
 
 `implementation="auto"` (the default) follows the global setting
 (`set_grouped_conv_implementation`), whose own default `"auto"` resolves when
-the layer is built: "split" where the native gradient is slow (TensorFlow
-without a GPU, JAX on the CPU), "native" otherwise (PyTorch, any backend on
-a GPU).
+the layer is built: `"custom_gradient"` on TensorFlow without a GPU, `"split"`
+on JAX on the CPU, `"native"` otherwise (PyTorch, any backend on a GPU).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from keras import ops
 
 from keras_resnets.utils import check_choice
 
-IMPLEMENTATIONS = ("auto", "native", "split")
+IMPLEMENTATIONS = ("auto", "native", "split", "custom_gradient")
 _ENV_VAR = "KERAS_RESNETS_GROUPED_CONV"
 _GLOBAL = {"implementation": "auto"}
 
@@ -35,14 +41,16 @@ _GLOBAL = {"implementation": "auto"}
 def set_grouped_conv_implementation(implementation: str) -> None:
     """Set how `GroupedConv2D` layers built from now on with `"auto"` compute.
 
-    Layers given an explicit `implementation="native"` or `"split"` keep it.
+    Layers given an explicit implementation keep it.
     The environment variable `KERAS_RESNETS_GROUPED_CONV` sets the initial
     value at import time.
 
     Args:
-        implementation: `"auto"` (split on TensorFlow or JAX on the CPU,
-            native otherwise), `"native"` (one grouped convolution) or `"split"`
-            (one convolution per group on channel slices, concatenated).
+        implementation: `"auto"` (custom_gradient on TensorFlow without a
+            GPU, split on JAX on the CPU, native otherwise), `"native"` (one
+            grouped convolution), `"split"` (one convolution per group on
+            channel slices, concatenated) or `"custom_gradient"` (TensorFlow
+            only: one grouped convolution with a hand-written gradient).
 
     Example:
         >>> keras_resnets.layers.set_grouped_conv_implementation("native")
@@ -55,7 +63,7 @@ def set_grouped_conv_implementation(implementation: str) -> None:
 
 
 def get_grouped_conv_implementation() -> str:
-    """Return the global setting (`"auto"`, `"native"` or `"split"`).
+    """Return the global setting (one of `IMPLEMENTATIONS`).
 
     Returns:
         The value last given to `set_grouped_conv_implementation` (or the
@@ -76,40 +84,52 @@ def _jax_on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def _native_is_slow() -> bool:
-    """Whether the native grouped convolution's gradient is slow here.
+def _auto_choice() -> str:
+    """The implementation `"auto"` stands for on this backend and device.
 
-    Measured side by side (benchmarks/grouped_conv.py, docs/backends.md): on
-    the CPU, TensorFlow's and XLA's (JAX's) grouped-convolution gradients
-    are hundreds of times slower than the split form; PyTorch's CPU kernel
-    and cuDNN on GPUs are fast.
+    Measured side by side (benchmarks/grouped_conv.py,
+    benchmarks/resnext_vs_resnet.py, docs/backends.md): on the CPU,
+    TensorFlow's and XLA's (JAX's) grouped-convolution gradients are hundreds
+    of times slower than the split form; on TensorFlow the custom gradient
+    beats split (its forward convolution is 2-3x faster); PyTorch's CPU
+    kernel and cuDNN on GPUs are fast natively.
     """
     backend = keras.backend.backend()
-    if backend == "tensorflow":
-        return not _tensorflow_has_gpu()
-    if backend == "jax":
-        return _jax_on_cpu()
-    return False
+    if backend == "tensorflow" and not _tensorflow_has_gpu():
+        return "custom_gradient"
+    if backend == "jax" and _jax_on_cpu():
+        return "split"
+    return "native"
 
 
 def resolve_implementation(implementation: str = "auto") -> str:
-    """Resolve `"auto"` (per layer, then global) to `"native"` or `"split"`.
+    """Resolve `"auto"` (per layer, then global) to a concrete implementation.
 
     Args:
         implementation: a layer's setting.
 
     Returns:
-        `"native"` or `"split"`: the setting itself if explicit; else the
-        global setting if explicit; else `"split"` where the native
-        gradient is slow (TensorFlow or JAX on the CPU), `"native"`
-        otherwise (PyTorch, and any backend on a GPU).
+        `"native"`, `"split"` or `"custom_gradient"`: the setting itself if
+        explicit; else the global setting if explicit; else
+        `"custom_gradient"` on TensorFlow without a GPU, `"split"` on JAX on
+        the CPU and `"native"` otherwise (PyTorch, any backend on a GPU).
+
+    Raises:
+        ValueError: an unknown implementation, or `"custom_gradient"` on a
+            backend other than TensorFlow.
     """
     check_choice("implementation", implementation, IMPLEMENTATIONS)
     if implementation == "auto":
         implementation = get_grouped_conv_implementation()
-    if implementation != "auto":
-        return implementation
-    return "split" if _native_is_slow() else "native"
+    if implementation == "auto":
+        return _auto_choice()
+    if implementation == "custom_gradient" and keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "`implementation`='custom_gradient' is written for the TensorFlow backend; "
+            f"this is the {keras.backend.backend()!r} backend. Use 'auto', 'native' or "
+            "'split'."
+        )
+    return implementation
 
 
 _env_value = os.environ.get(_ENV_VAR)
@@ -156,7 +176,8 @@ class GroupedConv2D(keras.layers.Layer):
         groups: number of groups; must divide the input channels and
             `filters`.
         use_bias: whether to add a bias (default True, as `Conv2D`).
-        implementation: `"auto"` (default), `"native"` or `"split"`; see
+        implementation: `"auto"` (default), `"native"`, `"split"` or
+            `"custom_gradient"` (TensorFlow only); see
             `set_grouped_conv_implementation`. `"auto"` is resolved when the
             layer is built and is what `get_config` saves, so a loaded model
             picks the implementation of the device it is loaded on.
@@ -252,6 +273,10 @@ class GroupedConv2D(keras.layers.Layer):
         kernel = ops.cast(self.kernel, inputs.dtype)
         if self.resolved_implementation == "native":
             outputs = self._conv(inputs, kernel)
+        elif self.resolved_implementation == "custom_gradient":
+            from keras_resnets.layers._tf_grouped_conv import grouped_conv2d
+
+            outputs = grouped_conv2d(inputs, kernel, self.strides, self.padding, self.groups)
         else:
             # `split` (not strided slices): its gradient is one concatenation,
             # where slices would each scatter into a full-size zero tensor.

@@ -151,9 +151,10 @@ _OPTIONS_DOC = """    cardinality: groups of each 3x3 convolution (default {card
         paths summed). Same function for the same weights; see
         `copy_form_weights`. Only "c" is practical for training.
     implementation: how the grouped convolutions compute: `"auto"`
-        (default: the global setting, itself "split" on TensorFlow without a
-        GPU and "native" otherwise), `"native"` or `"split"`. The weights are
-        the same whichever is used.
+        (default: the global setting, itself "custom_gradient" on TensorFlow
+        without a GPU, "split" on JAX on the CPU and "native" otherwise),
+        `"native"`, `"split"` or `"custom_gradient"` (TensorFlow only). The
+        weights are the same whichever is used.
     shortcut: `"projection"` (default) or `"all_projection"`.
     stride_in_1x1: put each stage's stride on the first 1x1 convolution.
 """
