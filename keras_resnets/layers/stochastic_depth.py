@@ -31,6 +31,12 @@ SCALES = ("test", "train")
 DEFAULT_SCALE = {"batch": "test", "sample": "train"}
 
 # The builders' docstring entry for the options every residual family takes.
+STOCHASTIC_DEPTH_OPTIONS = (
+    "drop_path_rate",
+    "stochastic_depth_mode",
+    "stochastic_depth_scale",
+    "stochastic_depth_seed",
+)
 STOCHASTIC_DEPTH_DOC = """    drop_path_rate: stochastic depth (Huang et al. 2016), 1 - p_L in [0, 1):
         block l of the network's L blocks is dropped in training with
         probability (l / L) * drop_path_rate. 0 (default) turns it off and

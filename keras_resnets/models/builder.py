@@ -215,3 +215,126 @@ def build_model(
 
         load_weights_file(model, weights)
     return model
+
+
+APPLICATION_DOC = """{title}.
+
+{summary}
+
+Args:
+    include_top: whether to include the global-average-pool + dense classifier.
+    weights: None (random initialisation) or the path to a `.weights.h5` or
+        `.keras` file of this architecture.{pretrained}
+    input_tensor: optional Keras tensor to use as the model's input.
+    input_shape: `(height, width, channels)`; defaults to
+        `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
+        without. Height and width must be at least {min_size}.
+    pooling: with `include_top=False`: None (the last feature
+        map{pooling_note}), `"avg"` or `"max"` (global pooling to a vector).
+    classes: number of classes of the classifier (default {classes}).
+    classifier_activation: activation of the classifier (`"softmax"`,
+        None for logits, ...).
+    name: the model name (default `"{lower}"`).
+{options}
+Returns:
+    A functional `keras.Model`.
+
+Raises:
+    ValueError: a bad argument value (the message names the argument).
+    TypeError: an option this model does not take.
+
+Example:
+    >>> model = keras_resnets.{name}({example})
+    >>> model.count_params() > 0
+    True
+"""
+
+
+def application_builder(
+    model_name: str,
+    spec,
+    build: Callable[..., keras.Model],
+    *,
+    title: str,
+    summary: str,
+    options: Sequence[str] = (),
+    options_doc: str = "",
+    pooling_note: str = "",
+    example: str = "",
+) -> Callable[..., keras.Model]:
+    """Make the keras.applications-style builder function of one named model.
+
+    Every registered builder (`ResNet50`, `ResNeXt29_8x64d`, `DenseNet121`,
+    ...) is made here: the keras.applications arguments, the family's
+    `options` (anything else is a `TypeError` naming the model and listing
+    its options), and a docstring from `APPLICATION_DOC`.
+
+    Args:
+        model_name: the registry name, also the function's `__name__`.
+        spec: the family's spec; needs `default_size`, `default_classes` and
+            `total_stride`.
+        build: called as `build(spec, model_name=..., include_top=..., ...,
+            name=..., **options)`.
+        title: first docstring line.
+        summary: docstring paragraph describing the architecture.
+        options: names of the family options the builder accepts.
+        options_doc: their `Args:` entries (indented by four spaces).
+        pooling_note: text after "the last feature map" in `pooling`'s entry.
+        example: arguments shown in the docstring's example call.
+
+    Returns:
+        The builder function; its `options` attribute is the tuple of
+        accepted option names.
+    """
+    from keras_resnets.weights.pretrained import pretrained_doc
+
+    accepted = tuple(options)
+
+    def builder(
+        include_top: bool = True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes: int = spec.default_classes,
+        classifier_activation="softmax",
+        name: str | None = None,
+        **kwargs,
+    ) -> keras.Model:
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            allowed = ", ".join(accepted) if accepted else "none"
+            raise TypeError(
+                f"{model_name}() got an unexpected keyword argument {unknown[0]!r}; "
+                f"besides the keras.applications arguments it takes: {allowed}."
+            )
+        return build(
+            spec,
+            model_name=model_name,
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **kwargs,
+        )
+
+    builder.__name__ = builder.__qualname__ = model_name
+    builder.options = accepted
+    builder.__doc__ = APPLICATION_DOC.format(
+        title=title,
+        summary=summary,
+        pretrained=pretrained_doc(model_name),
+        size=spec.default_size,
+        min_size=spec.total_stride,
+        pooling_note=pooling_note,
+        classes=spec.default_classes,
+        lower=model_name.lower(),
+        options=options_doc,
+        name=model_name,
+        example=example,
+    )
+    return builder

@@ -24,10 +24,9 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers import DenseBlock
-from keras_resnets.models.builder import build_model
+from keras_resnets.models.builder import application_builder, build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_fraction, check_int
-from keras_resnets.weights.pretrained import pretrained_doc
 
 HUANG2017 = "Huang et al. 2017"
 
@@ -239,80 +238,26 @@ def build_densenet(
     )
 
 
-_DOC = """{title}.
-
-{summary}
-
-Args:
-    include_top: whether to include the global-average-pool + dense classifier.
-    weights: None (random initialisation) or the path to a `.weights.h5` or
-        `.keras` file of this architecture.{pretrained}
-    input_tensor: optional Keras tensor to use as the model's input.
-    input_shape: `(height, width, channels)`; defaults to
-        `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
-        without. Height and width must be at least {min_size}.
-    pooling: with `include_top=False`: None (the last feature map, after the
-        final BN-ReLU), `"avg"` or `"max"` (global pooling to a vector).
-    classes: number of classes of the classifier (default {classes}).
-    classifier_activation: activation of the classifier (`"softmax"`,
-        None for logits, ...).
-    name: the Keras model name (default `"{lower}"`).
-    dropout: dropout rate after every convolution but the stem (the paper
+_OPTIONS_DOC = """    dropout: dropout rate after every convolution but the stem (the paper
         uses 0.2 on CIFAR without data augmentation); default 0.
     memory_efficient: recompute each dense layer's BN-ReLU-concatenation in
         the backward pass instead of storing it (less training memory, the
         same outputs and gradients; see `keras_resnets.layers.DenseBlock`).
-
-Returns:
-    A functional `keras.Model`.
-
-Example:
-    >>> model = keras_resnets.{name}(memory_efficient=True)
-    >>> model.count_params() > 0
-    True
 """
 
 
 def _make_builder(model_name: str, spec: DenseNetSpec, title: str, summary: str):
-    def builder(
-        include_top: bool = True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes: int = spec.default_classes,
-        classifier_activation="softmax",
-        name: str | None = None,
-        dropout: float = 0.0,
-        memory_efficient: bool = False,
-    ) -> keras.Model:
-        return build_densenet(
-            spec,
-            model_name=model_name,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            dropout=dropout,
-            memory_efficient=memory_efficient,
-        )
-
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.__doc__ = _DOC.format(
+    return application_builder(
+        model_name,
+        spec,
+        build_densenet,
         title=title,
         summary=summary,
-        size=spec.default_size,
-        min_size=spec.total_stride,
-        classes=spec.default_classes,
-        lower=model_name.lower(),
-        name=model_name,
-        pretrained=pretrained_doc(model_name),
+        options=("dropout", "memory_efficient"),
+        options_doc=_OPTIONS_DOC,
+        pooling_note=", after the final BN-ReLU",
+        example="memory_efficient=True",
     )
-    return builder
 
 
 def _define(model_name, spec, title, summary, num_params, slow=False):

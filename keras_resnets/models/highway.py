@@ -13,7 +13,7 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers.highway import default_transform_bias
-from keras_resnets.models.builder import build_model
+from keras_resnets.models.builder import application_builder, build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.models.resnet import ResNetSpec
 from keras_resnets.utils import check_choice, check_int
@@ -163,53 +163,32 @@ def CifarHighwayNet(
     )
 
 
+_OPTIONS_DOC = """    coupled, transform_bias, carry_bias, gate_kernel_size, shortcut: as for
+        `CifarHighwayNet`.
+"""
+
+
 def _define(depth: int, num_params: int):
     model_name = f"HighwayNet{depth}"
     spec = highway_spec(depth)
 
-    def builder(
-        include_top: bool = True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes: int = 10,
-        classifier_activation="softmax",
-        name: str | None = None,
-        **options,
-    ) -> keras.Model:
-        return CifarHighwayNet(
-            depth,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name or model_name.lower(),
-            **options,
-        )
+    def build(spec, *, model_name, name, **kwargs):
+        return CifarHighwayNet(depth, name=name or model_name.lower(), **kwargs)
 
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.__doc__ = f"""CIFAR highway network of {depth} layers (Srivastava et al. 2015).
-
-A 3x3 stem, {depth - 2} highway layers in stages of {spec.depths} at widths
-16/32/64, global average pooling and a dense classifier; transform-gate bias
-{default_transform_bias(depth):g} by default. See `CifarHighwayNet`.
-
-Args:
-    include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as for `ResNet20`.
-    **options: `coupled`, `transform_bias`, `carry_bias`,
-        `gate_kernel_size`, `shortcut` as for `CifarHighwayNet`.
-
-Returns:
-    A functional `keras.Model`.
-
-Example:
-    >>> model = keras_resnets.{model_name}(coupled=False)
-"""
+    builder = application_builder(
+        model_name,
+        spec,
+        build,
+        title=f"CIFAR highway network of {depth} layers (Srivastava et al. 2015)",
+        summary=(
+            f"A 3x3 stem, {depth - 2} highway layers in stages of {spec.depths} at widths "
+            "16/32/64, global average pooling and a dense classifier; transform-gate bias "
+            f"{default_transform_bias(depth):g} by default. See `CifarHighwayNet`."
+        ),
+        options=("coupled", "transform_bias", "carry_bias", "gate_kernel_size", "shortcut"),
+        options_doc=_OPTIONS_DOC,
+        example="coupled=False",
+    )
     return register_model(
         family="Highway",
         input_size=32,

@@ -12,11 +12,15 @@ import dataclasses
 import keras
 
 from keras_resnets import blocks
-from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochastic_depth_schedule
-from keras_resnets.models.builder import build_model
+from keras_resnets.layers.stochastic_depth import (
+    STOCHASTIC_DEPTH_DOC,
+    STOCHASTIC_DEPTH_OPTIONS,
+    stochastic_depth_schedule,
+)
+from keras_resnets.models.builder import application_builder, build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
-from keras_resnets.weights.pretrained import available_weights, pretrained_doc
+from keras_resnets.weights.pretrained import available_weights
 
 HE2015 = "He et al. 2015"
 
@@ -363,34 +367,6 @@ def build_resnet(
     )
 
 
-_DOC = """{title}.
-
-{summary}
-
-Args:
-    include_top: whether to include the global-average-pool + dense classifier.
-    weights: None (random initialisation) or the path to a `.weights.h5` or
-        `.keras` file of this architecture.{pretrained}
-    input_tensor: optional Keras tensor to use as the model's input.
-    input_shape: `(height, width, channels)`; defaults to
-        `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
-        without. Height and width must be at least {min_size}.
-    pooling: with `include_top=False`: None (the last feature map), `"avg"`
-        or `"max"` (global pooling to a vector).
-    classes: number of classes of the classifier (default {classes}).
-    classifier_activation: activation of the classifier (`"softmax"`,
-        None for logits, ...).
-    name: the model name (default `"{lower}"`).
-{options}
-Returns:
-    A functional `keras.Model`.
-
-Example:
-    >>> model = keras_resnets.{name}()
-    >>> model.count_params() > 0
-    True
-"""
-
 _SHORTCUT_DOC = """    shortcut: `"zero_pad"` (option A: identity, stride-2 subsampling and
         zero-padded channels, no weights), `"projection"` (option B: 1x1 conv
         + BN where the shape changes) or `"all_projection"` (option C: on
@@ -413,50 +389,29 @@ _STRIDE_DOC = """    stride_in_1x1: put each stage's stride on the first 1x1 con
 """
 
 
-def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
-    def builder(
-        include_top: bool = True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes: int = spec.default_classes,
-        classifier_activation="softmax",
-        name: str | None = None,
-        **options,
-    ) -> keras.Model:
-        return build_resnet(
-            spec,
-            model_name=model_name,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **options,
-        )
+_OPTIONS = ("shortcut", "unit", "shortcut_variant", "gate_bias")
 
-    options = _SHORTCUT_DOC.format(default=spec.shortcut) + _UNIT_DOC.format(default=spec.unit)
+
+def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
+    # Plain networks take the stochastic-depth options too, so that asking
+    # for it gets the ValueError that explains why a plain net cannot.
+    options = list(_OPTIONS)
+    options_doc = _SHORTCUT_DOC.format(default=spec.shortcut) + _UNIT_DOC.format(default=spec.unit)
     if spec.block == "bottleneck":
-        options += _STRIDE_DOC
+        options.append("stride_in_1x1")
+        options_doc += _STRIDE_DOC
+    options += STOCHASTIC_DEPTH_OPTIONS
     if spec.residual:
-        options += STOCHASTIC_DEPTH_DOC
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.__doc__ = _DOC.format(
+        options_doc += STOCHASTIC_DEPTH_DOC
+    return application_builder(
+        model_name,
+        spec,
+        build_resnet,
         title=title,
         summary=summary,
-        size=spec.default_size,
-        min_size=spec.total_stride,
-        classes=spec.default_classes,
-        lower=model_name.lower(),
-        name=model_name,
         options=options,
-        pretrained=pretrained_doc(model_name),
+        options_doc=options_doc,
     )
-    return builder
 
 
 def _define(model_name, spec, title, summary, num_params, slow=False):

@@ -22,11 +22,11 @@ import numpy as np
 
 from keras_resnets import blocks
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
-from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
+from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, STOCHASTIC_DEPTH_OPTIONS
+from keras_resnets.models.builder import application_builder
 from keras_resnets.models.registry import register_alias, register_model
-from keras_resnets.models.resnet import _DOC, ResNetSpec, build_resnet
+from keras_resnets.models.resnet import ResNetSpec, build_resnet
 from keras_resnets.utils import check_choice, check_int
-from keras_resnets.weights.pretrained import pretrained_doc
 
 XIE2017 = "Xie et al. 2017"
 WRN2016 = "Zagoruyko & Komodakis 2016"
@@ -160,46 +160,20 @@ _OPTIONS_DOC = """    cardinality: groups of each 3x3 convolution (default {card
 """
 
 
-def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
-    def builder(
-        include_top: bool = True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes: int = spec.default_classes,
-        classifier_activation="softmax",
-        name: str | None = None,
-        **options,
-    ) -> keras.Model:
-        return build_resnext(
-            spec,
-            model_name=model_name,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **options,
-        )
+_OPTIONS = ("cardinality", "base_width", "form", "implementation", "shortcut", "stride_in_1x1")
 
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.__doc__ = _DOC.format(
+
+def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
+    return application_builder(
+        model_name,
+        spec,
+        build_resnext,
         title=title,
         summary=summary,
-        size=spec.default_size,
-        min_size=spec.total_stride,
-        classes=spec.default_classes,
-        lower=model_name.lower(),
-        name=model_name,
-        options=_OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width)
+        options=(*_OPTIONS, *STOCHASTIC_DEPTH_OPTIONS),
+        options_doc=_OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width)
         + STOCHASTIC_DEPTH_DOC,
-        pretrained=pretrained_doc(model_name),
     )
-    return builder
 
 
 def _define(model_name, spec, title, summary, num_params, family="ResNeXt", paper=XIE2017):

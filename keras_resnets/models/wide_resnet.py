@@ -10,11 +10,16 @@ input where the shape changes.
 
 from __future__ import annotations
 
+import types
+
 import keras
 
 from keras_resnets import blocks
-from keras_resnets.layers.stochastic_depth import stochastic_depth_schedule
-from keras_resnets.models.builder import build_model
+from keras_resnets.layers.stochastic_depth import (
+    STOCHASTIC_DEPTH_OPTIONS,
+    stochastic_depth_schedule,
+)
+from keras_resnets.models.builder import application_builder, build_model
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_fraction, check_int
 
@@ -232,52 +237,32 @@ def WideResNet(
     )
 
 
-@register_model(
+_WRN28_10_OPTIONS_DOC = """    dropout_rate: dropout inside each block (default 0; the paper's 3.89%
+        uses 0.3).
+    drop_path_rate, stochastic_depth_mode, stochastic_depth_scale,
+        stochastic_depth_seed: stochastic depth, as for `WideResNet`.
+"""
+
+
+def _build_wrn28_10(spec, *, model_name, name, **kwargs):
+    return WideResNet(28, 10, name=name or model_name.lower(), **kwargs)
+
+
+WideResNet28_10 = register_model(
     family="Wide ResNet", input_size=32, num_params=36_479_194, paper=WRN2016, slow=True
-)
-def WideResNet28_10(
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
-    dropout_rate: float = 0.0,
-    **options,
-) -> keras.Model:
-    """CIFAR Wide ResNet-28-10 (Zagoruyko & Komodakis 2016).
-
-    `WideResNet(depth=28, width=10)`: four pre-activation basic blocks per
-    stage at widths 160/320/640; 4.00% CIFAR-10 error in the paper (3.89%
-    with dropout 0.3).
-
-    Args:
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-            classifier_activation, name: as for `ResNet20`.
-        dropout_rate: dropout inside each block (default 0).
-        **options: `drop_path_rate`, `stochastic_depth_mode`,
-            `stochastic_depth_scale`, `stochastic_depth_seed` as for
-            `WideResNet`.
-
-    Returns:
-        A functional `keras.Model`.
-
-    Example:
-        >>> model = keras_resnets.WideResNet28_10(dropout_rate=0.3)
-    """
-    return WideResNet(
-        28,
-        10,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name or "wideresnet28_10",
-        dropout_rate=dropout_rate,
-        **options,
+)(
+    application_builder(
+        "WideResNet28_10",
+        types.SimpleNamespace(default_size=32, default_classes=10, total_stride=4),
+        _build_wrn28_10,
+        title="CIFAR Wide ResNet-28-10 (Zagoruyko & Komodakis 2016)",
+        summary=(
+            "`WideResNet(depth=28, width=10)`: four pre-activation basic blocks per stage "
+            "at widths 160/320/640; 4.00% CIFAR-10 error in the paper (3.89% with "
+            "dropout 0.3)."
+        ),
+        options=("dropout_rate", *STOCHASTIC_DEPTH_OPTIONS),
+        options_doc=_WRN28_10_OPTIONS_DOC,
+        example="dropout_rate=0.3",
     )
+)
