@@ -258,3 +258,28 @@ def test_bad_block_arguments_and_unknown_options():
         keras_resnets.DenseNet121(shortcut="projection")
     with pytest.raises(ValueError, match="`input_shape`"):
         keras_resnets.DenseNet121(input_shape=(16, 16, 3))
+
+
+def _block_model(growth_rate):
+    inputs = keras.Input((6, 6, 4))
+    x = DenseBlock(2, growth_rate, bottleneck=True, name="block")(inputs)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+def test_weights_mismatching_inside_a_dense_block_name_the_file_and_change_nothing(tmp_path):
+    from keras_resnets.weights import load_weights_file
+
+    path = str(tmp_path / "block.weights.h5")
+    _block_model(4).save_weights(path)
+    target = _block_model(6)  # same top-level layers; the block's own layers differ
+    before = [w.numpy() for w in target.weights]
+    with pytest.raises(ValueError, match=r"block\.weights\.h5.*inside a nested layer"):
+        load_weights_file(target, path)
+    for w, value in zip(target.weights, before, strict=True):
+        np.testing.assert_array_equal(w.numpy(), value)
+    # and a matching file still loads through the nested check
+    source = _block_model(6)
+    source.save_weights(path)
+    load_weights_file(target, path)
+    for a, b in zip(target.weights, source.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

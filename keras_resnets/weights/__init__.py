@@ -40,11 +40,13 @@ def _open_h5(path: str) -> h5py.File:
         raise ValueError(f"`weights` file {path!r} is not a readable HDF5 file: {exc}") from exc
 
 
-def _check_shapes(model: keras.Model, h5: h5py.File, path: str) -> None:
+def _check_shapes(model: keras.Model, h5: h5py.File, path: str) -> bool:
+    """Check each top-level layer's own variables; return whether any layer nests others."""
     if "layers" not in h5:
         raise ValueError(f"`weights` file {path!r} holds no Keras layer weights.")
     group = h5["layers"]
     used: dict[str, int] = {}
+    nested = False
     for layer in model.layers:
         key = naming.to_snake_case(layer.__class__.__name__)
         if key in used:
@@ -54,6 +56,7 @@ def _check_shapes(model: keras.Model, h5: h5py.File, path: str) -> None:
             used[key] = 0
         expected: dict[str, object] = {}
         layer.save_own_variables(expected)
+        nested = nested or len(layer.weights) > len(expected)
         if not expected:
             continue
         stored = group.get(f"{key}/vars")
@@ -75,6 +78,7 @@ def _check_shapes(model: keras.Model, h5: h5py.File, path: str) -> None:
                     f"`weights` file {path!r} does not match the model at layer "
                     f"{layer.name!r}: the file has shape {have}, the model expects {want}."
                 )
+    return nested
 
 
 def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
@@ -88,7 +92,10 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     Raises:
         ValueError: the file does not exist, has another suffix, cannot be
             read, or its shapes do not match; the message names the first
-            mismatching layer.
+            mismatching layer. Layers nested in others (the layers of a
+            `DenseBlock`, the branch of a `StochasticDepth`) are checked by
+            Keras while loading; on a mismatch there the model's weights are
+            restored, so a failed load changes nothing.
 
     Example:
         >>> model = keras_resnets.ResNet20()
@@ -102,8 +109,20 @@ def load_weights_file(model: keras.Model, path: str | os.PathLike) -> None:
     if not os.path.isfile(path):
         raise ValueError(f"`weights` file {path!r} does not exist.")
     with _open_h5(path) as h5:
-        _check_shapes(model, h5, path)
-    model.load_weights(path)
+        nested = _check_shapes(model, h5, path)
+    if not nested:
+        model.load_weights(path)
+        return
+    snapshot = [variable.numpy() for variable in model.weights]
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # Keras raises ValueError or KeyError, depending on the mismatch
+        for variable, value in zip(model.weights, snapshot, strict=True):
+            variable.assign(value)
+        raise ValueError(
+            f"`weights` file {path!r} does not match the model inside a nested layer "
+            f"(the model's weights are unchanged): {exc}"
+        ) from exc
 
 
 from keras_resnets.weights.torch_checkpoint import (  # noqa: E402
