@@ -40,7 +40,9 @@ def _documented_options(builder) -> list[str]:
 @pytest.mark.parametrize("name", keras_resnets.list_models())
 def test_unknown_option_names_the_model_and_documented_options_are_taken(name):
     builder = model_info(name).builder  # an alias shares its target's builder
-    with pytest.raises(TypeError, match=rf"^{builder.__name__}\(\) got an unexpected keyword argument 'foo'"):
+    with pytest.raises(
+        TypeError, match=rf"^{builder.__name__}\(\) got an unexpected keyword argument 'foo'"
+    ):
         builder(foo=1)
     documented = _documented_options(builder)
     assert documented and set(documented) <= set(builder.options), (documented, builder.options)
