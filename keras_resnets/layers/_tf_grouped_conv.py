@@ -30,21 +30,6 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def _same_padding(size, kernel: int, stride: int):
-    """TensorFlow's "SAME" padding before and after, for a (possibly dynamic) size."""
-    out = (size + stride - 1) // stride
-    total = tf.maximum((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def _paddings(x_shape, kernel_size, strides, padding):
-    if padding == "valid":
-        return (0, 0), (0, 0)
-    return tuple(
-        _same_padding(x_shape[axis], kernel_size[i], strides[i]) for i, axis in enumerate((1, 2))
-    )
-
-
 def _strided_input_gradient(dy, kernel, x_shape, strides, padding, groups):
     """Per-group `Conv2DBackpropInput`: faster than a dilated gradient for strides > 1."""
     in_shape = tf.stack([x_shape[0], x_shape[1], x_shape[2], kernel.shape[2]])
@@ -65,15 +50,22 @@ def _strided_input_gradient(dy, kernel, x_shape, strides, padding, groups):
     )
 
 
-def _input_gradient(dy, kernel, x_shape, pads, groups):
-    """Stride-1 input gradient as one grouped forward convolution."""
+def _input_gradient(dy, kernel, padding, groups):
+    """Stride-1 input gradient as one grouped forward convolution.
+
+    With stride 1 the forward padding is static ("same": `(k - 1) // 2`
+    before and the rest after; "valid": none), so the upstream gradient is
+    padded by its complement, `k - 1 - before` before and `k - 1 - after`
+    after, and convolved "valid" with the transformed kernel.
+    """
     kh, kw, cg, filters = kernel.shape
     og = filters // groups
-    d_h, d_w = tf.shape(dy)[1], tf.shape(dy)[2]
-    top, left = kh - 1 - pads[0][0], kw - 1 - pads[1][0]
-    bottom = x_shape[1] + kh - 1 - d_h - top
-    right = x_shape[2] + kw - 1 - d_w - left
-    dy = tf.pad(dy, tf.stack([[0, 0], [top, bottom], [left, right], [0, 0]]))
+    pads = []
+    for k in (kh, kw):
+        before = (k - 1) // 2 if padding == "same" else 0
+        after = k - 1 - before if padding == "same" else 0
+        pads.append([k - 1 - before, k - 1 - after])
+    dy = tf.pad(dy, [[0, 0], *pads, [0, 0]])
     k = tf.reshape(kernel, (kh, kw, cg, groups, og))
     k = tf.reverse(k, axis=[0, 1])
     k = tf.transpose(k, (0, 1, 4, 3, 2))  # (kh, kw, og, groups, cg)
@@ -121,12 +113,10 @@ def grouped_conv2d(x, kernel, strides, padding: str, groups: int):
         y = tf.nn.conv2d(x, kernel, strides=strides, padding=padding.upper())
 
         def grad(dy):
-            x_shape = tf.shape(x)
             if strides == (1, 1):
-                pads = _paddings(x_shape, kernel.shape[:2], strides, padding)
-                dx = _input_gradient(dy, kernel, x_shape, pads, groups)
+                dx = _input_gradient(dy, kernel, padding, groups)
             else:
-                dx = _strided_input_gradient(dy, kernel, x_shape, strides, padding, groups)
+                dx = _strided_input_gradient(dy, kernel, tf.shape(x), strides, padding, groups)
             dk = _filter_gradient(x, dy, kernel.shape, strides, padding, groups)
             return dx, dk
 
