@@ -19,6 +19,7 @@ from keras_resnets.export import export_saved_model  # noqa: E402
 from keras_resnets.layers import StochasticDepth, survival_probabilities  # noqa: E402
 from keras_resnets.models import *  # noqa: E402,F401,F403
 from keras_resnets.models import __all__ as _model_names  # noqa: E402
+from keras_resnets.models.network import Network  # noqa: E402
 from keras_resnets.preprocessing import decode_predictions, preprocess_input  # noqa: E402
 from keras_resnets.transfer import (  # noqa: E402
     feature_extractor,
@@ -29,6 +30,7 @@ from keras_resnets.transfer import (  # noqa: E402
 from keras_resnets.utils import find_layer  # noqa: E402
 
 __all__ = [
+    "Network",
     "StochasticDepth",
     "decode_predictions",
     "export_saved_model",

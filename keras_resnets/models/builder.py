@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import keras
 
+from keras_resnets.models.network import Network
+
 _POOLINGS = (None, "avg", "max")
 # Keras walks a functional graph recursively (building, saving, cloning);
 # ResNet-1202 and DenseNet-264 are deeper than Python's default limit of 1000.
@@ -205,7 +207,7 @@ def build_model(
         x = keras.layers.GlobalMaxPooling2D(name="head_pool")(x)
 
     _ensure_recursion_limit()
-    model = keras.Model(inputs, x, name=name)
+    model = Network(inputs, x, name=name)
     if pretrained is not None:
         from keras_resnets.weights.pretrained import load_pretrained
 
