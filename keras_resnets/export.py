@@ -7,8 +7,11 @@ atomically: everything is written under a hidden temporary name in the same
 parent and renamed at the end, so a server polling `export_base` never sees
 a half-written version.
 
-The graph takes raw pixels: resizing, the optional central crop and the
-model's normalisation run inside it, so clients send images as they are.
+The graph takes raw pixels: decoding (`decode_image`, the same function
+the trainer reads image files with), resizing, the optional central crop and
+the model's normalisation run inside it, so clients send images as they are.
+The served `probabilities` are the model's own outputs; the export adds a
+softmax only when told the model returns logits (`outputs="logits"`).
 
 TensorFlow is imported inside the functions only: `import keras_resnets`
 stays backend-neutral.
@@ -25,7 +28,15 @@ import keras
 
 from keras_resnets.utils import check_int
 
-__all__ = ["PREPROCESSING", "SIGNATURES", "export_saved_model", "list_versions"]
+__all__ = [
+    "OUTPUTS",
+    "PREPROCESSING",
+    "SIGNATURES",
+    "decode_image",
+    "export_saved_model",
+    "list_versions",
+    "model_preprocessing",
+]
 
 # Each mode maps pixel values p in [0, 255] to (p * scale - mean) / std.
 PREPROCESSING: dict[str, dict[str, object]] = {
@@ -45,6 +56,9 @@ SIGNATURES: dict[str, tuple[str, str]] = {
     "serve_uint8": ("images", "uint8"),
     "serve_bytes": ("image_bytes", "string"),
 }
+
+# What the model's output is (`outputs=`): served as is, never guessed.
+OUTPUTS = ("probabilities", "logits")
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 CLASS_NAMES_FILE = "class_names.txt"
@@ -118,6 +132,58 @@ def _resolve_preprocessing(preprocessing, channels: int) -> dict[str, object]:
     return spec
 
 
+def model_preprocessing(model: keras.Model) -> dict | None:
+    """The normalisation a model carries, or None.
+
+    A `keras_resnets.Network` carries it in `model.preprocessing` (set by
+    the trainer, `training.train`, and by pretrained weights; kept in the
+    `.keras` file). A model that wraps such a network and feeds it its own
+    input unchanged (`keras.Sequential([net, ...])`, or
+    `keras.Model(x, head(net(x)))`) carries the network's.
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        `{"scale": s, "mean": [...], "std": [...]}` (pixels in [0, 255] map to
+        `(pixels * scale - mean) / std`), or None when the model carries none.
+
+    Example:
+        >>> model_preprocessing(keras_resnets.CifarResNet(8)) is None
+        True
+    """
+    from keras_resnets.models.network import Network
+
+    def picked(spec):
+        return None if spec is None else {key: spec[key] for key in ("scale", "mean", "std")}
+
+    if isinstance(model, Network):
+        return picked(model.preprocessing)
+    inputs = getattr(model, "inputs", None) or []
+    for index, layer in enumerate(getattr(model, "layers", [])):
+        if not isinstance(layer, Network) or layer.preprocessing is None:
+            continue
+        if isinstance(model, keras.Sequential) and index == 0:
+            return picked(layer.preprocessing)
+        for node in getattr(layer, "_inbound_nodes", []):
+            if any(t is x for t in node.input_tensors for x in inputs):
+                return picked(layer.preprocessing)
+    return None
+
+
+def _model_preprocessing_or_error(model: keras.Model) -> dict:
+    carried = model_preprocessing(model)
+    if carried is None:
+        allowed = ", ".join(repr(name) for name in PREPROCESSING)
+        raise ValueError(
+            "`preprocessing` was not given and the model carries none "
+            "(`model.preprocessing` is None: the trainer and pretrained weights set it). "
+            f"Pass the normalisation the model was trained with: one of {allowed}, or a "
+            "dict with 'scale', 'mean' and 'std'."
+        )
+    return carried
+
+
 def _resolve_size(model: keras.Model, input_size) -> tuple[int, int]:
     model_size = tuple(model.input_shape[1:3])
     if input_size is None:
@@ -156,7 +222,13 @@ def _check_model(model) -> tuple[int, int]:
             "`model` must take one batch of images (batch, height, width, channels), "
             f"got input shape {model.input_shape}."
         )
-    if len(model.outputs) != 1 or len(model.output_shape) != 2 or model.output_shape[1] is None:
+    if len(model.outputs) != 1:
+        raise ValueError(
+            f"`model` has {len(model.outputs)} outputs; the export serves one (batch, classes) "
+            "output. Export a model of the output to serve, e.g. "
+            "`keras.Model(model.inputs, model.outputs[0])`."
+        )
+    if len(model.output_shape) != 2 or model.output_shape[1] is None:
         raise ValueError(
             "`model` must be a classifier with one (batch, classes) output (build it with "
             f"`include_top=True`, or add a head), got output shape {model.output_shape}."
@@ -172,13 +244,6 @@ def _check_model(model) -> tuple[int, int]:
     if channels not in (1, 3):
         raise ValueError(f"Serving decodes images to 1 or 3 channels; the model takes {channels}.")
     return channels, model.output_shape[1]
-
-
-def _output_activation(model: keras.Model) -> str:
-    layer = model.outputs[0]._keras_history.operation
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", None)
-    return name or "linear"
 
 
 def _check_class_names(class_names, classes: int) -> list[str] | None:
@@ -204,15 +269,137 @@ def _check_class_names(class_names, classes: int) -> list[str] | None:
     return class_names
 
 
+def decode_image(data, channels: int = 3):
+    """Decode one encoded image to the pixels Pillow gives, in TensorFlow ops.
+
+    The one decoder of the package: the trainer's image-folder pipeline
+    (`training/data.py`) and the export's `serve_bytes` signature both call
+    it, so a file reaches a model the same way in training and in serving.
+    The result is the RGB pixels of Pillow's `Image.open(f).convert("RGB")`
+    (with `channels=1`, of `convert("L")`), for:
+
+    - JPEG (grey, RGB, CMYK), decoded with libjpeg's accurate integer
+      DCT and fancy upsampling, as Pillow does; the EXIF orientation tag
+      is **not** applied (the pixels as stored, as Pillow's `Image.open`
+      and `tf.io.decode_jpeg`);
+    - PNG: grey, grey+alpha, RGB, RGBA, palette (with or without
+      transparency), 16-bit RGB(A) (the high byte of each sample); alpha is
+      dropped, not composited;
+    - GIF (the first frame);
+    - BMP: 24- and 32-bit, and 1-, 2-, 4- and 8-bit palette BMPs (decoded
+      through their colour table here: `tf.io.decode_image` returns the
+      palette indices of an 8-bit BMP as grey).
+
+    Refused with an `InvalidArgumentError` that says why: 16-bit grey or
+    grey+alpha PNGs (Pillow clips them to 255, TensorFlow keeps the high
+    byte, so no answer is the reference one), run-length encoded and
+    OS/2 BMPs, other BMP depths, and anything that is not an image.
+
+    Args:
+        data: scalar string tensor, the file's bytes.
+        channels: 3 (RGB) or 1 (Pillow's `L`: `(19595 R + 38470 G + 7471 B
+            + 32768) >> 16`).
+
+    Returns:
+        A uint8 tensor `[height, width, channels]`.
+
+    Example:
+        >>> pixels = decode_image(tf.io.read_file("cat.bmp"))  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    if channels not in (1, 3):
+        raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")
+    data = tf.convert_to_tensor(data, tf.string)
+    # The first 64 bytes (zero-padded), for the format's header fields.
+    head = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * 64)]), 0, 64)
+    head = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int32)
+
+    def u16(offset):
+        return head[offset] + head[offset + 1] * 256
+
+    def u32(offset):
+        return u16(offset) + u16(offset + 2) * 65536
+
+    def i32(offset):
+        value = tf.cast(u32(offset), tf.int64)
+        return tf.cast(tf.where(value >= 2**31, value - 2**32, value), tf.int32)
+
+    magic = tf.strings.substr(data, 0, 8)
+    is_jpeg = tf.equal(tf.strings.substr(magic, 0, 3), b"\xff\xd8\xff")
+    is_png = tf.equal(magic, b"\x89PNG\r\n\x1a\n")
+    is_bmp = tf.equal(tf.strings.substr(magic, 0, 2), b"BM")
+    png_grey16 = is_png & tf.equal(head[24], 16) & (tf.equal(head[25], 0) | tf.equal(head[25], 4))
+    bpp = u16(28)
+    palette_bmp = is_bmp & (bpp <= 8)
+    bmp_ok = tf.logical_not(is_bmp) | (
+        tf.reduce_any(tf.equal(bpp, [1, 2, 4, 8, 24, 32]))
+        & tf.reduce_any(tf.equal(u32(30), [0, 3]))
+        & (tf.logical_not(palette_bmp) | (tf.equal(u32(30), 0) & (u32(14) >= 40)))
+    )
+    checks = [
+        tf.debugging.Assert(
+            tf.logical_not(png_grey16),
+            ["decode_image: 16-bit grey (or grey+alpha) PNG is not supported; save it as 8-bit."],
+        ),
+        tf.debugging.Assert(
+            bmp_ok,
+            [
+                "decode_image: unsupported BMP (bits per pixel, compression):",
+                bpp,
+                u32(30),
+                "; supported: uncompressed 1/2/4/8-bit palette, 24- and 32-bit.",
+            ],
+        ),
+    ]
+
+    def palette():
+        raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int32)
+        offset, header, width, height = u32(10), u32(14), i32(18), i32(22)
+        count = tf.where(u32(46) > 0, u32(46), tf.bitwise.left_shift(1, bpp))
+        table = tf.reshape(raw[14 + header : 14 + header + 4 * count], [count, 4])
+        table = tf.stack([table[:, 2], table[:, 1], table[:, 0]], axis=-1)  # BGRx -> RGB
+        rows = tf.abs(height)
+        row_bytes = (bpp * width + 31) // 32 * 4
+        packed = tf.reshape(raw[offset : offset + row_bytes * rows], [rows, row_bytes])
+        shifts = tf.range(8 - bpp, -1, -bpp)  # most significant bits first
+        index = tf.bitwise.bitwise_and(
+            tf.bitwise.right_shift(packed[:, :, None], shifts), tf.bitwise.left_shift(1, bpp) - 1
+        )
+        index = tf.reshape(index, [rows, -1])[:, :width]
+        index = tf.cond(height > 0, lambda: tf.reverse(index, [0]), lambda: index)  # bottom-up
+        in_table = tf.debugging.Assert(
+            tf.reduce_max(index) < count, ["decode_image: BMP pixel outside its colour table"]
+        )
+        with tf.control_dependencies([in_table]):
+            return tf.cast(tf.gather(table, index), tf.uint8)
+
+    def jpeg():
+        return tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+
+    def other():
+        return tf.io.decode_image(data, channels=3, expand_animations=False)
+
+    with tf.control_dependencies(checks):
+        image = tf.cond(is_jpeg, jpeg, lambda: tf.cond(palette_bmp, palette, other))
+    image.set_shape([None, None, 3])
+    if channels == 1:
+        weights = tf.constant([19595, 38470, 7471], tf.int32)
+        grey = tf.reduce_sum(tf.cast(image, tf.int32) * weights, axis=-1, keepdims=True)
+        image = tf.cast(tf.bitwise.right_shift(grey + 32768, 16), tf.uint8)
+    return image
+
+
 def export_saved_model(
     model: keras.Model,
     export_base: str | os.PathLike,
     version: int | None = None,
-    preprocessing: str | Mapping = "unit",
+    preprocessing: str | Mapping | None = None,
     input_size: int | tuple[int, int] | None = None,
     top_k: int = 5,
     class_names: Sequence[str] | str | os.PathLike | None = None,
     *,
+    outputs: str = "probabilities",
     crop_fraction: float | None = None,
     overwrite: bool = False,
     warmup: bool = True,
@@ -224,19 +411,21 @@ def export_saved_model(
     `assets.extra/tf_serving_warmup_requests`) under a temporary name in
     `export_base` and renames it at the end, so the version appears whole or
     not at all. Signatures (all return `probabilities` `[batch, classes]`,
-    `top_k_indices` and `top_k_scores` `[batch, k]`, and `top_k_classes`
-    when class names are given):
+    `top_k_indices` and `top_k_scores` `[batch, k]`, `top_k_classes`
+    when class names are given, and `logits` with `outputs="logits"`):
 
     - `serving_default`: `images`, float32 `[batch, height, width, channels]`
       with pixel values in [0, 255], any height and width;
     - `serve_uint8`: `images`, the same as uint8;
     - `serve_bytes`: `image_bytes`, string `[batch]` of encoded JPEG, PNG,
-      GIF or BMP files (each of its own size).
+      GIF or BMP files (each of its own size), decoded by `decode_image`
+      (the trainer's decoder: the RGB pixels of Pillow's
+      `Image.open(f).convert("RGB")`, or an error for the kinds it refuses).
 
     Images are resized bilinearly to `input_size` (or, with `crop_fraction`,
     resized on their shorter side and centrally cropped) and normalised
-    (`preprocessing`) inside the graph. A model ending in a linear
-    classifier (logits) gets a softmax.
+    (`preprocessing`) inside the graph. The model's output is served as is;
+    nothing is inferred from its layers.
 
     Args:
         model: a classifier: one image input, one `(batch, classes)` output.
@@ -244,11 +433,19 @@ def export_saved_model(
         version: the version number (an int >= 0). Default: one above the
             highest version present, or 1.
         preprocessing: how pixels in [0, 255] become model inputs, as
-            `(pixels * scale - mean) / std`: `"unit"` ([0, 1], the
-            default), `"torch"` (ImageNet mean and std on [0, 1]), `"tf"`
-            ([-1, 1]), `"none"` (raw [0, 255]), or a dict with `scale`,
-            `mean` and `std` (per channel or one value). Use what the model
-            was trained with.
+            `(pixels * scale - mean) / std`. None (the default): the
+            normalisation the model carries (`model_preprocessing(model)`,
+            set by the trainer and by pretrained weights, kept in the
+            `.keras` file); a `ValueError` when it carries none. Or
+            `"unit"` ([0, 1]), `"torch"` (ImageNet mean and std on
+            [0, 1]), `"tf"` ([-1, 1]), `"none"` (raw [0, 255]), or a dict
+            with `scale`, `mean` and `std` (per channel or one value).
+        outputs: what the model returns. `"probabilities"` (the default,
+            as `classifier_activation="softmax"` builds): served as is as
+            `probabilities`. `"logits"` (a model built with
+            `classifier_activation=None`): served as is as `logits`, and
+            the export adds `probabilities = softmax(logits)`. Top-k ranks
+            the probabilities.
         input_size: the height and width images are resized to (int or
             pair). Default: the model's input size; required when the model
             takes any size.
@@ -281,6 +478,13 @@ def export_saved_model(
     import tensorflow as tf
 
     channels, classes = _check_model(model)
+    if outputs not in OUTPUTS:
+        raise ValueError(
+            f"`outputs` must be one of {', '.join(repr(o) for o in OUTPUTS)} (what the model "
+            f"returns), got {outputs!r}."
+        )
+    if preprocessing is None:
+        preprocessing = _model_preprocessing_or_error(model)
     spec = _resolve_preprocessing(preprocessing, channels)
     size = _resolve_size(model, input_size)
     check_int("top_k", top_k, minimum=1)
@@ -328,7 +532,7 @@ def export_saved_model(
             top_k=top_k,
             labels_path=None if labels_dir is None else os.path.join(labels_dir, CLASS_NAMES_FILE),
             crop_fraction=None if crop_fraction is None else float(crop_fraction),
-            softmax=_output_activation(model) == "linear",
+            logits=outputs == "logits",
         )
         tf.saved_model.save(module, target, signatures=signatures)
         if labels_dir is not None:
@@ -369,7 +573,7 @@ def _require_serving_api() -> None:
         ) from exc
 
 
-def _serving_module(tf, model, *, channels, size, spec, top_k, labels_path, crop_fraction, softmax):
+def _serving_module(tf, model, *, channels, size, spec, top_k, labels_path, crop_fraction, logits):
     """A trackable holding the model's variables and the three signatures."""
     module = tf.__internal__.tracking.AutoTrackable()
     module.variables = list(model.variables)
@@ -410,13 +614,16 @@ def _serving_module(tf, model, *, channels, size, spec, top_k, labels_path, crop
     def classify(images):
         x = (images * scale - mean) / std
         outputs = tf.cast(model(x, training=False), tf.float32)
-        probabilities = tf.nn.softmax(outputs, axis=-1) if softmax else outputs
+        # The model's output as is; a softmax only when told it is logits.
+        probabilities = tf.nn.softmax(outputs, axis=-1) if logits else outputs
         scores, indices = tf.math.top_k(probabilities, k=top_k)
         result = {
             "probabilities": probabilities,
             "top_k_indices": indices,
             "top_k_scores": scores,
         }
+        if logits:
+            result["logits"] = outputs
         if table is not None:
             result["top_k_classes"] = table.lookup(tf.cast(indices, tf.int64))
         return result
@@ -434,9 +641,7 @@ def _serving_module(tf, model, *, channels, size, spec, top_k, labels_path, crop
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(image_bytes):
         def decode(data):
-            image = tf.io.decode_image(data, channels=channels, expand_animations=False)
-            image = tf.cast(image, tf.float32)
-            image.set_shape([None, None, channels])
+            image = tf.cast(decode_image(data, channels=channels), tf.float32)
             return resize(image)
 
         images = tf.map_fn(

@@ -210,18 +210,51 @@ def load_source(data: dict, seed: int = 0) -> Source:
 
 
 def _normalisation(kind: str, train: Split, channels: int) -> tuple[tuple, tuple]:
+    """Mean and std (on the [0, 1] scale) for the recipe's `normalization`."""
     if kind == "none":
         return (0.0,) * channels, (1.0,) * channels
-    if kind == "imagenet" or train.kind != "arrays":
-        # Files and streamed data use the ImageNet statistics: measuring
-        # their own would read the whole data set once more.
+    if kind == "imagenet":
         return IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
-    x = train.images
-    scale = 255.0 if x.dtype == np.uint8 else 1.0
-    flat = x.reshape(-1, x.shape[-1]).astype(np.float64) / scale
-    mean = flat.mean(axis=0)
-    std = np.maximum(flat.std(axis=0), 1e-3)
+    if kind != "per_channel":
+        raise ValueError(f"`normalization` must be per_channel, imagenet or none, got {kind!r}.")
+    if train.kind == "tfds":
+        raise ValueError(
+            "`normalization: per_channel` measures the training images, which a streamed "
+            "TFDS data set does not hold in memory; use `normalization: imagenet` or `none`."
+        )
+    if train.kind == "files":
+        total, squares, count = _file_statistics(train.images, channels)
+    else:
+        x = train.images
+        scale = 255.0 if x.dtype == np.uint8 else 1.0
+        flat = x.reshape(-1, x.shape[-1]).astype(np.float64) / scale
+        total, squares, count = flat.sum(axis=0), (flat**2).sum(axis=0), len(flat)
+    mean = total / count
+    std = np.maximum(np.sqrt(np.maximum(squares / count - mean**2, 0.0)), 1e-3)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _file_statistics(paths: list[str], channels: int):
+    """Per-channel sum, sum of squares and pixel count of image files on [0, 1].
+
+    Each file is decoded at its stored size, as the pipeline decodes it.
+    """
+    import tensorflow as tf
+
+    from keras_resnets.export import decode_image
+
+    def stats(path):
+        image = tf.cast(decode_image(tf.io.read_file(path), channels=channels), tf.float64)
+        flat = tf.reshape(image / 255.0, [-1, channels])
+        return tf.reduce_sum(flat, 0), tf.reduce_sum(flat**2, 0), tf.shape(flat, tf.int64)[0]
+
+    ds = tf.data.Dataset.from_tensor_slices(list(paths)).map(
+        stats, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    total, squares, count = np.zeros(channels), np.zeros(channels), 0
+    for s, q, n in ds.as_numpy_iterator():
+        total, squares, count = total + s, squares + q, count + int(n)
+    return total, squares, count
 
 
 def _load_tfds(name: str, data: dict):
@@ -293,6 +326,10 @@ def _list_folder(root: str) -> tuple[list[str], np.ndarray, list[str]]:
 def find_bad_images(paths: list[str]) -> list[str]:
     """Decode every image once (in parallel) and return the paths that fail.
 
+    Images are decoded with `keras_resnets.export.decode_image`, the decoder
+    of the training pipeline and of the export's `serve_bytes`: a file it
+    refuses (16-bit grey PNG, run-length encoded BMP, ...) counts as bad.
+
     Args:
         paths: image files (JPEG, PNG, BMP, GIF).
 
@@ -305,11 +342,13 @@ def find_bad_images(paths: list[str]) -> list[str]:
     """
     import tensorflow as tf
 
+    from keras_resnets.export import decode_image
+
     if not paths:
         return []
 
     def check(index, path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = decode_image(tf.io.read_file(path), channels=3)
         tf.debugging.assert_greater(tf.size(image), 0)
         return index
 
@@ -317,6 +356,20 @@ def find_bad_images(paths: list[str]) -> list[str]:
     ds = ds.map(check, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
     good = set(int(i) for i in ds.as_numpy_iterator())
     return [p for i, p in enumerate(paths) if i not in good]
+
+
+def _decode_error(path: str) -> str:
+    """Why `decode_image` refuses the file at `path` (its error's first line)."""
+    import tensorflow as tf
+
+    from keras_resnets.export import decode_image
+
+    try:
+        decode_image(tf.io.read_file(path), channels=3)
+    except Exception as error:  # noqa: BLE001 - the reason is reported, not handled
+        lines = [line for line in str(error).splitlines() if "decode_image" in line]
+        return (lines or str(error).splitlines() or [type(error).__name__])[0].strip()
+    return "decoded to an empty image"
 
 
 def _load_folder(data: dict):
@@ -341,7 +394,8 @@ def _load_folder(data: dict):
         if bad and not skip:
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
             raise ValueError(
-                f"Unreadable or corrupt image: {bad[0]}{more}. Remove it, or pass "
+                f"Unreadable, corrupt or unsupported image: {bad[0]}{more} "
+                f"({_decode_error(bad[0])}). Remove or convert it, or pass "
                 "--skip-bad-images to leave such files out."
             )
         skipped.extend(bad)
@@ -468,14 +522,15 @@ def _decoder(split: Split, data: dict, channels: int):
             return image, tf.gather(labels, index)
 
         return load
+    from keras_resnets.export import decode_image
+
     paths = tf.constant(split.images)
     labels = tf.constant(split.labels)
 
     def load(index):
-        raw = tf.io.read_file(tf.gather(paths, index))
-        image = tf.io.decode_image(raw, channels=channels, expand_animations=False)
+        # The export's decoder: what serve_bytes gives the model for this file.
+        image = decode_image(tf.io.read_file(tf.gather(paths, index)), channels=channels)
         image = tf.cast(image, tf.float32) / 255.0
-        image.set_shape((None, None, channels))
         return image, tf.gather(labels, index)
 
     return load
