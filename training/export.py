@@ -4,7 +4,9 @@
         --export-base /srv/models/resnet20 [--version N]
 
 writes `/srv/models/resnet20/<N>/` (N defaults to one above the highest
-version present) atomically; see docs/deployment.md.
+version present) atomically, normalising pixels as the model was trained
+(the `preprocessing` a trained `.keras` file carries) unless told otherwise;
+see docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _floats(text: str) -> list[float]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface of `python -m training.export`."""
-    from keras_resnets.export import PREPROCESSING
+    from keras_resnets.export import OUTPUTS, PREPROCESSING
 
     parser = argparse.ArgumentParser(
         prog="python -m training.export",
@@ -57,16 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace the version if it exists")
     parser.add_argument(
         "--preprocessing",
-        default="unit",
+        default=None,
         choices=sorted(PREPROCESSING),
-        help="pixel normalisation done in the graph (default: unit, pixels / 255)",
+        help="pixel normalisation done in the graph (default: the one the model carries, "
+        "set by the trainer and by pretrained weights; an error if it carries none)",
+    )
+    parser.add_argument(
+        "--outputs",
+        default="probabilities",
+        choices=list(OUTPUTS),
+        help="what the model returns: probabilities (default, served as is) or logits "
+        "(served as is as `logits`, with probabilities = softmax(logits) added)",
     )
     parser.add_argument(
         "--mean",
         type=_floats,
         default=None,
         help="per-channel mean on the [0, 1] scale, e.g. 0.43,0.43,0.43 (with --std: "
-        "(pixels / 255 - mean) / std, as the trainer normalises; replaces --preprocessing)",
+        "(pixels / 255 - mean) / std; replaces --preprocessing and the model's own)",
     )
     parser.add_argument(
         "--std", type=_floats, default=None, help="per-channel std on the [0, 1] scale"
@@ -106,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --model file {args.model!r} does not exist", file=sys.stderr)
         return 2
 
-    preprocessing = args.preprocessing
+    preprocessing = args.preprocessing  # None: the model's own
+    if args.mean is not None and args.preprocessing is not None:
+        print("error: --mean/--std and --preprocessing exclude each other", file=sys.stderr)
+        return 2
     if (args.mean is None) != (args.std is None):
         print("error: --mean and --std go together", file=sys.stderr)
         return 2
@@ -129,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             version=args.version,
             preprocessing=preprocessing,
             input_size=args.input_size,
+            outputs=args.outputs,
             top_k=args.top_k,
             class_names=args.class_names,
             crop_fraction=args.crop_fraction,

@@ -189,6 +189,25 @@ def build_model(cfg: dict, num_classes: int, channels: int):
         ) from error
 
 
+def _with_preprocessing(model, source):
+    """`model` as a `keras_resnets.Network` carrying the run's normalisation.
+
+    Pixels in [0, 255] become `(pixels / 255 - mean) / std`, as the input
+    pipelines normalise. A model that is not a `Network` (a transferred one)
+    is wrapped in one (same layers and weights).
+    """
+    from keras_resnets.models.network import Network
+
+    if not isinstance(model, Network):
+        model = Network(inputs=model.inputs, outputs=model.outputs, name=model.name)
+    model.preprocessing = {
+        "scale": 1.0 / 255.0,
+        "mean": [float(v) for v in source.mean],
+        "std": [float(v) for v in source.std],
+    }
+    return model
+
+
 def _mixed_precision_policy(enabled: bool) -> tuple[str, str]:
     """The dtype policy for `--mixed-precision` and why."""
     import tensorflow as tf
@@ -446,6 +465,9 @@ def run(
     try:
         with strategy.scope():
             base = build_model(cfg, source.num_classes, source.channels)
+            # The normalisation the model is trained with travels with it (in
+            # model.keras and checkpoint.keras): the export serves it by default.
+            base = _with_preprocessing(base, source)
             # FitModel carries the tf.distribute multi-worker fixes; the other
             # backends train the functional model itself.
             model_class = distribute.FitModel if backend == "tensorflow" else keras.Model
@@ -574,11 +596,7 @@ def run(
                 export(
                     base,
                     result["export_path"],
-                    preprocessing={
-                        "scale": 1.0 / 255.0,
-                        "mean": list(source.mean),
-                        "std": list(source.std),
-                    },
+                    # preprocessing: the model's own (base.preprocessing).
                     class_names=source.class_names,
                     crop_fraction=224 / 256 if cfg["data"]["augmentation"] == "imagenet" else None,
                 )

@@ -40,6 +40,12 @@ __all__ = [
 ]
 
 PRETRAINED_TAGS = ("imagenet", "tv_in1k", "tv2_in1k")
+# torchvision's ImageNet normalisation, what every built-in checkpoint was trained with.
+TORCHVISION_PREPROCESSING = {
+    "scale": 1.0 / 255.0,
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+}
 _ALIASES = {"imagenet": "tv_in1k"}
 _HUB = "https://huggingface.co/{repo}/resolve/main/model.safetensors"
 _CHUNK = 1 << 20
@@ -64,6 +70,11 @@ class PretrainedWeights:
             unchecked and a warning gives the SHA-256 it had.
         origin: where the weights come from, for the docs.
         classes: width of the checkpoint's classifier (1000 for ImageNet).
+        preprocessing: the input normalisation the weights were trained with,
+            `{"scale": s, "mean": [...], "std": [...]}` (pixels in [0, 255]
+            map to `(pixels * scale - mean) / std`); loading the weights sets
+            it as the model's `preprocessing`, which the export serves by
+            default. torchvision's: ImageNet mean and std on [0, 1].
     """
 
     model_name: str
@@ -72,6 +83,9 @@ class PretrainedWeights:
     sha256: str | None = None
     origin: str = ""
     classes: int = 1000
+    preprocessing: dict = dataclasses.field(
+        default_factory=lambda: dict(TORCHVISION_PREPROCESSING), compare=False, hash=False
+    )
 
     @property
     def _stem(self) -> str:
@@ -100,6 +114,7 @@ def register_pretrained(
     sha256: str | None = None,
     origin: str = "",
     classes: int = 1000,
+    preprocessing: dict | None = None,
 ) -> PretrainedWeights:
     """Register (or replace) the checkpoint behind `weights=tag` for a model.
 
@@ -114,6 +129,8 @@ def register_pretrained(
         sha256: the file's SHA-256 (64 hex digits), or None to skip the check.
         origin: free text shown in the docs.
         classes: width of the checkpoint's classifier.
+        preprocessing: the normalisation the weights were trained with,
+            `{"scale", "mean", "std"}`; None: torchvision's ImageNet one.
 
     Returns:
         The registered `PretrainedWeights`.
@@ -131,7 +148,19 @@ def register_pretrained(
         if not isinstance(sha256, str) or len(sha256) != 64 or not _is_hex(sha256):
             raise ValueError(f"`sha256` must be 64 hexadecimal digits or None, got {sha256!r}.")
         sha256 = sha256.lower()
-    entry = PretrainedWeights(model_name, tag, url, sha256, origin, classes)
+    if preprocessing is None:
+        preprocessing = TORCHVISION_PREPROCESSING
+    if not isinstance(preprocessing, dict) or set(preprocessing) != {"scale", "mean", "std"}:
+        raise ValueError(
+            "`preprocessing` must be None or a dict with keys 'scale', 'mean' and 'std', "
+            f"got {preprocessing!r}."
+        )
+    preprocessing = {
+        "scale": float(preprocessing["scale"]),
+        "mean": [float(v) for v in preprocessing["mean"]],
+        "std": [float(v) for v in preprocessing["std"]],
+    }
+    entry = PretrainedWeights(model_name, tag, url, sha256, origin, classes, preprocessing)
     _REGISTRY[(model_name, tag)] = entry
     return entry
 
@@ -328,6 +357,8 @@ def load_pretrained(model: keras.Model, model_name: str, tag: str) -> None:
     With the top, the converted file is loaded as is (shapes checked layer by
     layer). Without it (`include_top=False`, any input size, any pooling),
     the weights are copied by layer name from the full converted model.
+    A `keras_resnets.Network` then carries the weights' normalisation in
+    `model.preprocessing` (the export serves it by default).
 
     Args:
         model: a model built by the `model_name` builder with default family
@@ -346,6 +377,7 @@ def load_pretrained(model: keras.Model, model_name: str, tag: str) -> None:
     path = converted_weights_path(entry)
     if any(layer.name == "head_fc" for layer in model.layers):
         load_weights_file(model, path)
+        _carry_preprocessing(model, entry)
         return
     from keras_resnets.models.registry import model_info
 
@@ -369,6 +401,19 @@ def load_pretrained(model: keras.Model, model_name: str, tag: str) -> None:
                 f"layer {layer.name!r}: {[v.shape for v in values]} vs {shapes}."
             )
         layer.set_weights(values)
+    _carry_preprocessing(model, entry)
+
+
+def _carry_preprocessing(model: keras.Model, entry: PretrainedWeights) -> None:
+    """Record the weights' normalisation on the model (a `Network`), for the export."""
+    from keras_resnets.models.network import Network
+
+    if isinstance(model, Network):
+        model.preprocessing = {
+            "scale": float(entry.preprocessing["scale"]),
+            "mean": [float(v) for v in entry.preprocessing["mean"]],
+            "std": [float(v) for v in entry.preprocessing["std"]],
+        }
 
 
 def _hub(model_name: str, repo: str, tag: str, sha256: str | None) -> None:
