@@ -21,7 +21,13 @@ import pytest
 import tensorflow as tf
 
 import keras_resnets
-from keras_resnets.export import SIGNATURES, WARMUP_FILE, export_saved_model, list_versions
+from keras_resnets.export import (
+    SIGNATURES,
+    WARMUP_FILE,
+    decode_image,
+    export_saved_model,
+    list_versions,
+)
 from training import export as export_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -50,7 +56,11 @@ CONSUMER = textwrap.dedent(
         out = {}
         for path in request["images"]:
             data = tf.io.read_file(path)
-            pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
+            # A client's pixels: Pillow's (decode_image's) pixels of the file.
+            if path.endswith(".jpg"):
+                pixels = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE")
+            else:
+                pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
             batch = pixels[None]
             for name, images in (
                 ("serving_default", tf.cast(batch, tf.float32)),
@@ -89,7 +99,7 @@ KILLED_EXPORT = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGKILL)
 
     export._publish = killed
-    export.export_saved_model(keras_resnets.CifarResNet(8), sys.argv[1])
+    export.export_saved_model(keras_resnets.CifarResNet(8), sys.argv[1], preprocessing="unit")
     """
 )
 
@@ -141,7 +151,7 @@ MEAN, STD = (0.1, 0.2, 0.3), (0.5, 0.6, 0.7)
 
 def _expected(model: keras.Model, path: str, size=(32, 32), mean=0.0, std=1.0) -> np.ndarray:
     """The Keras model's probabilities on one image file, preprocessed by hand."""
-    pixels = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    pixels = decode_image(tf.io.read_file(path), channels=3)  # the export's decoder
     image = tf.cast(pixels, tf.float32)[None]
     if tuple(image.shape[1:3]) != size:
         image = tf.image.resize(image, size, method="bilinear")
@@ -188,7 +198,9 @@ def exported(tmp_path_factory):
     custom_dirs = []
     for index, custom in enumerate(customs):
         _randomise_batchnorm(custom, seed=index)
-        custom_dirs.append(export_saved_model(custom, root / "models" / f"custom{index}"))
+        custom_dirs.append(
+            export_saved_model(custom, root / "models" / f"custom{index}", preprocessing="unit")
+        )
 
     images = _write_images(root)
     request = root / "request.json"
@@ -330,14 +342,14 @@ def test_warmup_file_holds_one_prediction_log_per_signature(exported):
 def test_versions_count_up_and_are_never_overwritten(tmp_path):
     model = keras_resnets.CifarResNet(8, classes=3)
     base = tmp_path / "m"
-    first = export_saved_model(model, base, warmup=False)
-    second = export_saved_model(model, base, warmup=False, top_k=10)
+    first = export_saved_model(model, base, warmup=False, preprocessing="unit")
+    second = export_saved_model(model, base, warmup=False, top_k=10, preprocessing="unit")
     assert (first, second) == (str(base / "1"), str(base / "2"))
     stamp = os.stat(base / "1" / "saved_model.pb").st_mtime_ns
     with pytest.raises(FileExistsError, match="overwrite"):
-        export_saved_model(model, base, version=1, warmup=False)
+        export_saved_model(model, base, version=1, warmup=False, preprocessing="unit")
     assert os.stat(base / "1" / "saved_model.pb").st_mtime_ns == stamp
-    export_saved_model(model, base, version=1, overwrite=True, warmup=False)
+    export_saved_model(model, base, version=1, overwrite=True, warmup=False, preprocessing="unit")
     assert os.stat(base / "1" / "saved_model.pb").st_mtime_ns != stamp
     assert sorted(os.listdir(base)) == ["1", "2"]
     loaded = tf.saved_model.load(second)
@@ -355,10 +367,12 @@ def test_a_killed_export_leaves_no_version(exported):
     assert list_versions(base) == []
 
 
-def test_logits_get_a_softmax(tmp_path):
+def test_logits_get_a_softmax_when_told(tmp_path):
     model = keras_resnets.CifarResNet(8, classifier_activation=None)
     _randomise_batchnorm(model)
-    path = export_saved_model(model, tmp_path / "m", warmup=False, preprocessing="tf")
+    path = export_saved_model(
+        model, tmp_path / "m", warmup=False, preprocessing="tf", outputs="logits"
+    )
     loaded = tf.saved_model.load(path)
     pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("float32")
     got = loaded.signatures["serving_default"](images=tf.constant(pixels))["probabilities"]
@@ -370,7 +384,7 @@ def test_any_size_model_needs_input_size_and_torch_preprocessing(tmp_path):
     base = keras_resnets.CifarResNet(8, include_top=False, input_shape=(None, None, 3))
     model = keras_resnets.replace_head(base, classes=4)
     with pytest.raises(ValueError, match="input_size"):
-        export_saved_model(model, tmp_path / "m", warmup=False)
+        export_saved_model(model, tmp_path / "m", warmup=False, preprocessing="torch")
     path = export_saved_model(
         model, tmp_path / "m", input_size=(24, 40), preprocessing="torch", warmup=False
     )
@@ -386,7 +400,9 @@ def test_any_size_model_needs_input_size_and_torch_preprocessing(tmp_path):
 def test_crop_fraction_is_the_imagenet_evaluation_crop(tmp_path):
     model = keras_resnets.CifarResNet(8)
     _randomise_batchnorm(model)
-    path = export_saved_model(model, tmp_path / "m", crop_fraction=0.875, warmup=False)
+    path = export_saved_model(
+        model, tmp_path / "m", crop_fraction=0.875, warmup=False, preprocessing="unit"
+    )
     pixels = np.random.default_rng(0).integers(0, 256, (1, 40, 60, 3)).astype("float32")
     got = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(pixels))
     # Shorter side 40 -> round(32 / 0.875) = 37, so 40x60 -> 37x56, then the central 32x32.
@@ -410,7 +426,7 @@ def test_crop_fraction_is_the_imagenet_evaluation_crop(tmp_path):
 def test_bad_arguments_are_named(tmp_path, kwargs, message):
     model = keras_resnets.CifarResNet(8)
     with pytest.raises(ValueError, match=message):
-        export_saved_model(model, tmp_path / "m", **kwargs)
+        export_saved_model(model, tmp_path / "m", **{"preprocessing": "unit", **kwargs})
     assert not (tmp_path / "m").exists() or list_versions(tmp_path / "m") == []
 
 
@@ -422,6 +438,7 @@ def test_a_model_without_its_classifier_is_refused(tmp_path):
 
 def test_cli_never_overwrites_a_version_unless_asked(exported, capsys):
     argv = ["--model", str(exported["model_path"]), "--export-base", str(exported["base"])]
+    argv += ["--preprocessing", "unit"]
     stamp = os.stat(exported["version_dir"] / "saved_model.pb").st_mtime_ns
     assert export_cli.main([*argv, "--version", "1", "--no-warmup"]) == 2
     assert "already exists" in capsys.readouterr().err

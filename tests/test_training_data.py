@@ -72,7 +72,7 @@ def _write_folder(root, bad: bool):
 def test_image_folder_bad_file_is_named_or_skipped(tmp_path):
     root = _write_folder(tmp_path / "images", bad=True)
     cfg = {"dataset": "folder", "data_dir": str(root), "validation": "folder"}
-    with pytest.raises(ValueError, match=r"Unreadable or corrupt image: .*broken\.jpg"):
+    with pytest.raises(ValueError, match=r"Unreadable, corrupt or unsupported image: .*broken\.jpg"):
         data_lib.load_source(cfg)
     source = data_lib.load_source({**cfg, "skip_bad_images": True})
     assert [p.endswith("broken.jpg") for p in source.skipped_files] == [True]
