@@ -72,7 +72,9 @@ def _write_folder(root, bad: bool):
 def test_image_folder_bad_file_is_named_or_skipped(tmp_path):
     root = _write_folder(tmp_path / "images", bad=True)
     cfg = {"dataset": "folder", "data_dir": str(root), "validation": "folder"}
-    with pytest.raises(ValueError, match=r"Unreadable, corrupt or unsupported image: .*broken\.jpg"):
+    with pytest.raises(
+        ValueError, match=r"Unreadable, corrupt or unsupported image: .*broken\.jpg"
+    ):
         data_lib.load_source(cfg)
     source = data_lib.load_source({**cfg, "skip_bad_images": True})
     assert [p.endswith("broken.jpg") for p in source.skipped_files] == [True]
@@ -94,9 +96,12 @@ def test_tfds_sources_with_mock_data():
         source = data_lib.load_source({"dataset": "cifar100", "validation": "test"})
         assert source.num_classes == 100 and source.train.images.shape == (24, 32, 32, 3)
         assert source.train.kind == "arrays" and len(source.mean) == 3
-        stream = data_lib.load_source(
-            {"dataset": "imagenette", "validation": "split", "validation_fraction": 0.25}
-        )
+        streamed = {"dataset": "imagenette", "validation": "split", "validation_fraction": 0.25}
+        # per_channel (the default) cannot be measured on a streamed set: an error, not ImageNet's.
+        with pytest.raises(ValueError, match="per_channel"):
+            data_lib.load_source(streamed)
+        stream = data_lib.load_source({**streamed, "normalization": "imagenet"})
+        assert stream.mean == data_lib.IMAGENET_MEAN and stream.std == data_lib.IMAGENET_STD
         assert stream.train.kind == "tfds" and stream.num_classes == 10
         cfg = {"image_size": 32, "augmentation": "imagenet"}
         images, _ = next(iter(data_lib.train_dataset(stream, cfg, 4, seed=0)))
