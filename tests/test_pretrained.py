@@ -252,3 +252,38 @@ def test_pretrained_weights_load_into_a_stochastic_depth_model(cache, small_pret
     gates = [la for la in model.layers if isinstance(la, keras_resnets.StochasticDepth)]
     assert gates
     assert max_error(model, data["x"], data["logits"]) < TOLERANCE
+
+
+def test_pretrained_weights_carry_their_normalisation(cache, small_pretrained, tmp_path):
+    """weights="imagenet" sets model.preprocessing (kept by .keras); the export serves it."""
+    import keras
+
+    from keras_resnets.export import model_preprocessing
+
+    builder, register = small_pretrained
+    entry = register("tv_in1k", "https://unreachable.invalid/x.safetensors", None)
+    cache.mkdir(parents=True)
+    (cache / entry.checkpoint_name).write_bytes(open(fixture_path(FIXTURE), "rb").read())
+    torchvision = {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert entry.preprocessing == torchvision
+    assert builder().preprocessing is None
+    model = builder(weights="imagenet")
+    features = builder(weights="imagenet", include_top=False, pooling="avg")
+    assert model.preprocessing == torchvision and features.preprocessing == torchvision
+    model.save(tmp_path / "m.keras")
+    assert model_preprocessing(keras.models.load_model(tmp_path / "m.keras")) == torchvision
+    for entry in pretrained._REGISTRY.values():
+        assert entry.preprocessing == torchvision, entry
+
+
+def test_registered_weights_take_their_own_normalisation(monkeypatch):
+    monkeypatch.setattr(pretrained, "_REGISTRY", dict(pretrained._REGISTRY))
+    spec = {"scale": 1 / 127.5, "mean": [1.0], "std": [1.0]}
+    entry = pretrained.register_pretrained(
+        "ResNet50", "mine", url="file:///x.safetensors", preprocessing=spec
+    )
+    assert entry.preprocessing == spec
+    with pytest.raises(ValueError, match=r"`preprocessing` must be None or a dict.*'mean'"):
+        pretrained.register_pretrained(
+            "ResNet50", "mine", url="file:///x.safetensors", preprocessing={"mean": [0.5]}
+        )
