@@ -159,15 +159,17 @@ def model_preprocessing(model: keras.Model) -> dict | None:
 
     if isinstance(model, Network):
         return picked(model.preprocessing)
-    inputs = getattr(model, "inputs", None) or []
-    for index, layer in enumerate(getattr(model, "layers", [])):
-        if not isinstance(layer, Network) or layer.preprocessing is None:
-            continue
-        if isinstance(model, keras.Sequential) and index == 0:
-            return picked(layer.preprocessing)
-        for node in getattr(layer, "_inbound_nodes", []):
+    # The model's own graph (a Sequential keeps it in `_functional`): a call
+    # of a Network on the model's input tensor, in this graph only.
+    graph = getattr(model, "_functional", None) or model
+    inputs = list(getattr(graph, "inputs", None) or [])
+    for nodes in getattr(graph, "_nodes_by_depth", {}).values():
+        for node in nodes:
+            network = node.operation
+            if not isinstance(network, Network) or network.preprocessing is None:
+                continue
             if any(t is x for t in node.input_tensors for x in inputs):
-                return picked(layer.preprocessing)
+                return picked(network.preprocessing)
     return None
 
 

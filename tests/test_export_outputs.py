@@ -232,3 +232,27 @@ def test_trained_model_serves_the_trainers_test_predictions(tmp_path):
     assert float(np.mean(served_predicted == source.test.labels)) == pytest.approx(
         result["test_accuracy"], abs=1e-6
     )
+
+
+def test_a_wrapping_model_carries_the_networks_preprocessing_only_on_raw_input():
+    spec = {"scale": 1 / 255, "mean": [0.1], "std": [0.2]}
+    net = keras_resnets.CifarResNet(8, classes=4)
+    net.preprocessing = dict(spec)
+    x = keras.Input((32, 32, 3))
+    rescale = keras.layers.Rescaling(2.0)
+    carried = {
+        "network": net,
+        "functional": keras.Model(x, keras.layers.Identity()(net(x))),
+        "sequential": keras.Sequential([keras.Input((32, 32, 3)), net, keras.layers.Identity()]),
+    }
+    not_carried = {
+        "functional_rescaled": keras.Model(x, net(rescale(x))),
+        "sequential_rescaled": keras.Sequential([keras.Input((32, 32, 3)), rescale, net]),
+        # Built from the network's tensors: a new model, not the Network.
+        "from_tensors": keras.Model(net.input, keras.layers.Softmax()(net.output)),
+        "fresh_build": keras_resnets.CifarResNet(8, classes=4),
+    }
+    for key, model in carried.items():
+        assert model_preprocessing(model) == spec, key
+    for key, model in not_carried.items():
+        assert model_preprocessing(model) is None, key
