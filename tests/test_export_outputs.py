@@ -256,3 +256,29 @@ def test_a_wrapping_model_carries_the_networks_preprocessing_only_on_raw_input()
         assert model_preprocessing(model) == spec, key
     for key, model in not_carried.items():
         assert model_preprocessing(model) is None, key
+
+
+def test_cli_outputs_and_preprocessing_flags(tmp_path, capsys):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(3)
+    model = keras_resnets.CifarResNet(8, classes=4, classifier_activation=None)
+    _sharpen(model)
+    model.save(tmp_path / "logits.keras")
+    argv = ["--model", str(tmp_path / "logits.keras"), "--no-warmup"]
+    base = ["--export-base", str(tmp_path / "m")]
+    assert export_cli.main([*argv, *base]) == 2
+    assert "carries none" in capsys.readouterr().err
+    both = ["--preprocessing", "unit", "--mean", "0.5,0.5,0.5", "--std", "1,1,1"]
+    assert export_cli.main([*argv, *base, *both]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    assert export_cli.main([*argv, *base, "--preprocessing", "tf", "--outputs", "logits"]) == 0
+    pixels = np.random.default_rng(4).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    got = tf.saved_model.load(str(tmp_path / "m" / "1")).signatures["serving_default"](
+        images=tf.constant(pixels)
+    )
+    want = model.predict(pixels / 127.5 - 1.0, verbose=0)
+    np.testing.assert_allclose(got["logits"].numpy(), want, atol=1e-4)
+    np.testing.assert_allclose(
+        got["probabilities"].numpy(), keras.ops.convert_to_numpy(keras.ops.softmax(want)), atol=1e-5
+    )
