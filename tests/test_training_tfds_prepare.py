@@ -131,11 +131,28 @@ def _point_builder_at(monkeypatch, kind: str, url: str, archive_path: str, check
 
 
 @pytest.fixture
-def no_proxy(monkeypatch):
+def loopback_network(monkeypatch):
+    """Loopback only: no proxy, no GCS, and any other connection refused."""
+    import socket
+
+    from tensorflow_datasets.core.utils import gcs_utils
+
     # requests honours *_PROXY variables: keep the loopback server direct.
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setattr(gcs_utils, "_is_gcs_disabled", True)
+    connect = socket.socket.connect
+
+    def loopback_only(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in (
+            "127.0.0.1",
+            "::1",
+        ):
+            raise OSError(f"test: network access to {address} refused (loopback only)")
+        return connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)
 
 
 def test_tfds_prepare_path_imports_on_this_install(tmp_path):
@@ -147,7 +164,9 @@ def test_tfds_prepare_path_imports_on_this_install(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
-def test_cifar_download_and_prepare_from_a_local_server(kind, tmp_path, monkeypatch, no_proxy):
+def test_cifar_download_and_prepare_from_a_local_server(
+    kind, tmp_path, monkeypatch, loopback_network
+):
     served = tmp_path / "served"
     served.mkdir()
     archive, expected = _write_cifar(kind, served, per_file=6)
@@ -180,7 +199,7 @@ def test_cifar_download_and_prepare_from_a_local_server(kind, tmp_path, monkeypa
     np.testing.assert_array_equal(np.sort(again.train.labels), np.sort(source.train.labels))
 
 
-def test_cifar_archive_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch, no_proxy):
+def test_cifar_archive_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch, loopback_network):
     served = tmp_path / "served"
     served.mkdir()
     archive, _ = _write_cifar("cifar10", served, per_file=2)
@@ -192,7 +211,7 @@ def test_cifar_archive_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch,
             data_lib.load_source({"dataset": "cifar10", "data_dir": str(tmp_path / "tfds")})
 
 
-def test_cifar10_recipe_trains_one_epoch_on_prepared_data(tmp_path, monkeypatch, no_proxy):
+def test_cifar10_recipe_trains_one_epoch_on_prepared_data(tmp_path, monkeypatch, loopback_network):
     from training.train import run
 
     served = tmp_path / "served"
@@ -280,3 +299,76 @@ def test_missing_tfds_dependency_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(builder_cls, "download_and_prepare", fail)
     with pytest.raises(ValueError, match=r"needs the module 'importlib_resources'.*\[data\]"):
         data_lib.load_source({"dataset": "cifar10", "data_dir": str(tmp_path)})
+
+
+def _point_module_at(monkeypatch, name: str, constant: str, base: str, served):
+    """Point a TFDS builder module's URL prefix at `base` and register the served files."""
+    import sys
+
+    cls = type(tfds.builder(name, data_dir=str(served)))
+    monkeypatch.setattr(sys.modules[cls.__module__], constant, base + "/")
+    infos = {}
+    for path in served.iterdir():
+        computed = checksums.compute_url_info(path)
+        infos[f"{base}/{path.name}"] = checksums.UrlInfo(
+            size=computed.size, checksum=computed.checksum, filename=path.name
+        )
+    monkeypatch.setattr(cls, "url_infos", infos)
+
+
+def test_svhn_cropped_download_and_prepare_from_a_local_server(
+    tmp_path, monkeypatch, loopback_network
+):
+    from scipy.io import savemat
+
+    served = tmp_path / "served"
+    served.mkdir()
+    rng = np.random.default_rng(2)
+    expected = {}
+    for split, n in (("train", 12), ("test", 6), ("extra", 3)):
+        images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        digits = np.arange(n) % 10  # SVHN stores the digit 0 as label 10
+        savemat(
+            served / f"{split}_32x32.mat",
+            {"X": np.moveaxis(images, 0, -1), "y": np.where(digits == 0, 10, digits)[:, None]},
+        )
+        expected[split] = (images, digits)
+    with _serve(served) as base:
+        _point_module_at(monkeypatch, "svhn_cropped", "URL", base, served)
+        source = data_lib.load_source({"dataset": "svhn_cropped", "data_dir": str(tmp_path / "d")})
+    assert (source.train.size, source.test.size, source.num_classes) == (12, 6, 10)
+    for split, got in (("train", source.train), ("test", source.test)):
+        images, digits = expected[split]
+        order = np.argsort(images.reshape(len(images), -1).sum(1))
+        got_order = np.argsort(got.images.reshape(got.size, -1).sum(1))
+        np.testing.assert_array_equal(got.images[got_order], images[order])
+        np.testing.assert_array_equal(got.labels[got_order], digits[order])
+
+
+def test_imagenette_download_and_prepare_from_a_local_server(
+    tmp_path, monkeypatch, loopback_network
+):
+    synsets = tfds.core.tfds_path("image_classification/imagenette_labels.txt").read_text().split()
+    served = tmp_path / "served"
+    served.mkdir()
+    members = {}
+    for k, synset in enumerate(synsets[:2]):
+        for split, n in (("train", 3), ("val", 1)):
+            for i in range(n):
+                members[f"imagenette2/{split}/{synset}/{synset}_{i}.JPEG"] = _jpeg(10 * k + i)
+    _tar_gz(served / "imagenette2.tgz", members)
+    data = {
+        "dataset": "imagenette",
+        "data_dir": str(tmp_path / "d"),
+        "image_size": 16,
+        "augmentation": "imagenet",
+    }
+    with _serve(served) as base:
+        _point_module_at(monkeypatch, "imagenette", "_URL_PREFIX", base, served)
+        source = data_lib.load_source(data)
+    assert (source.train.size, source.test.size, source.num_classes) == (6, 2, 10)
+    assert source.splits["test"] == "imagenette validation: 2"
+    labels = np.concatenate(
+        [b[1].numpy() for b in data_lib.eval_dataset(source, source.test, data, 2)]
+    )
+    np.testing.assert_array_equal(np.sort(labels), [0, 1])
