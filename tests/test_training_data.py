@@ -192,6 +192,9 @@ def test_image_folder_split_rules_with_val_and_test_folders(tmp_path):
         load(only_val, "split", 1.5)
     with pytest.raises(ValueError, match=r"`validation` must be one of .* got 'holdout'"):
         load(only_val, "holdout")
+    tiny = _png_folder(tmp_path / "tiny", {"train": 1})
+    with pytest.raises(ValueError, match=r"validation_fraction=0.9 of train/ \(2 examples\)"):
+        load(tiny, "test", 0.9)
 
 
 def test_trainer_logs_and_records_where_folder_images_went(tmp_path, capsys):

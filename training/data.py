@@ -148,6 +148,12 @@ def _hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Deterministically split off `fraction` of an arrays/files split."""
     order = np.random.default_rng(seed).permutation(split.size)
     n_val = max(1, int(round(split.size * fraction)))
+    if n_val >= split.size:
+        raise ValueError(
+            f"validation_fraction={fraction:g} of {split.origin or 'the training split'} "
+            f"({split.size} examples) leaves no training examples: add images, add a "
+            "val/ or test/ folder, or lower `validation_fraction`."
+        )
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
 
     def take(idx):
