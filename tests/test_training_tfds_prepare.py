@@ -257,6 +257,8 @@ def _tar(members: dict[str, bytes]) -> bytes:
 
 
 def test_imagenet2012_manual_archives_prepare_and_stream(tmp_path):
+    from PIL import Image
+
     labels_txt = tfds.core.tfds_path("datasets/imagenet2012/labels.txt").read_text().split()
     val_labels = tfds.core.tfds_path("datasets/imagenet2012/validation_labels.txt")
     val_labels = val_labels.read_text().split()[:4]
@@ -267,9 +269,21 @@ def test_imagenet2012_manual_archives_prepare_and_stream(tmp_path):
         f"{s}.tar": _tar({f"{s}_{i}.JPEG": _jpeg(10 * k + i) for i in range(3)})
         for k, s in enumerate(synsets)
     }
+    # The two kinds of odd file the builder converts: a CMYK JPEG and a PNG
+    # named .JPEG (TFDS lists them by name).
+    cmyk = Image.new("CMYK", (12, 10), (200, 30, 60, 10))
+    buffer = io.BytesIO()
+    cmyk.save(buffer, format="JPEG", quality=95)
+    train["n01739381.tar"] = _tar({"n01739381_1309.JPEG": buffer.getvalue()})
+    buffer = io.BytesIO()
+    Image.new("RGB", (12, 10), (10, 200, 90)).save(buffer, format="PNG")
+    train["n02105855.tar"] = _tar({"n02105855_2933.JPEG": buffer.getvalue()})
     (manual / "ILSVRC2012_img_train.tar").write_bytes(_tar(train))
     val = {f"ILSVRC2012_val_{i:08d}.JPEG": _jpeg(100 + i) for i in range(1, 5)}
     (manual / "ILSVRC2012_img_val.tar").write_bytes(_tar(val))
+    # The test archive has no labels (TFDS gives -1): it must not be the test set.
+    test = {f"ILSVRC2012_test_{i:08d}.JPEG": _jpeg(200 + i) for i in range(1, 4)}
+    (manual / "ILSVRC2012_img_test.tar").write_bytes(_tar(test))
     data = {
         "dataset": "imagenet2012",
         "data_dir": str(tmp_path / "tfds"),
@@ -279,13 +293,27 @@ def test_imagenet2012_manual_archives_prepare_and_stream(tmp_path):
     }
     source = data_lib.load_source(data)
     assert source.num_classes == 1000
-    assert (source.train.size, source.test.size) == (6, 4)
+    assert (source.train.size, source.test.size) == (8, 4)
     assert source.splits["test"] == "imagenet2012 validation: 4"
     batches = list(data_lib.eval_dataset(source, source.test, data, 4))
     got = np.sort(np.concatenate([b[1].numpy() for b in batches]))
     np.testing.assert_array_equal(got, np.sort([labels_txt.index(s) for s in val_labels]))
-    images, labels = next(iter(data_lib.train_dataset(source, data, 3, seed=0)))
-    assert images.shape == (3, 16, 16, 3) and set(labels.numpy()) <= {0, 1}
+    images, labels = next(iter(data_lib.train_dataset(source, data, 8, seed=0)))
+    assert images.shape == (8, 16, 16, 3)
+    classes = [*synsets, "n01739381", "n02105855"]
+    assert sorted(labels.numpy()) == sorted(
+        labels_txt.index(s) for s in classes for _ in range(3 if s in synsets else 1)
+    )
+    # The converted files hold the colours Pillow gives (JPEG re-encoding: within 8 levels).
+    builder = tfds.builder("imagenet2012", data_dir=str(tmp_path / "tfds"))
+    prepared = {
+        ex["file_name"].decode(): ex["image"]
+        for ex in tfds.as_numpy(builder.as_dataset(split="train"))
+    }
+    for name, pil in (("n01739381_1309.JPEG", cmyk), ("n02105855_2933.JPEG", None)):
+        want = np.asarray((pil or Image.new("RGB", (12, 10), (10, 200, 90))).convert("RGB"))
+        assert prepared[name].shape == (10, 12, 3)
+        assert np.abs(prepared[name].astype(int) - want.astype(int)).max() <= 8, name
 
 
 def test_missing_tfds_dependency_is_named(tmp_path, monkeypatch):
