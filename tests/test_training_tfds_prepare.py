@@ -400,3 +400,13 @@ def test_imagenette_download_and_prepare_from_a_local_server(
         [b[1].numpy() for b in data_lib.eval_dataset(source, source.test, data, 2)]
     )
     np.testing.assert_array_equal(np.sort(labels), [0, 1])
+    # A streamed hold-out: the sizes the trainer reports are the examples read.
+    for fraction in (0.25, 0.5):
+        split = data_lib.load_source(
+            {**data, "validation": "split", "validation_fraction": fraction}
+        )
+        for part in (split.train, split.validation):
+            builder, name = part.tfds_split
+            read = sum(1 for _ in builder.as_dataset(split=name))
+            assert part.size == read, (fraction, name, part.size, read)
+        assert split.train.size + split.validation.size == 6

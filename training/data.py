@@ -238,11 +238,12 @@ def load_source(data: dict, seed: int = 0) -> Source:
         if train.kind == "tfds":
             builder, split = train.tfds_split
             pct = int(round(100 * fraction))
-            n_val = total * pct // 100
+            rest, head = f"{split}[{pct}%:]", f"{split}[:{pct}%]"
+            # TFDS rounds percent slices its own way: ask it for the counts.
             train = Split(
-                "tfds", None, None, total - n_val, (builder, f"{split}[{pct}%:]"), train.origin
+                "tfds", None, None, _tfds_count(builder, rest), (builder, rest), train.origin
             )
-            held_out = Split("tfds", None, None, n_val, (builder, f"{split}[:{pct}%]"))
+            held_out = Split("tfds", None, None, _tfds_count(builder, head), (builder, head))
         else:
             train, held_out = _hold_out(train, fraction, seed)
         held_out.origin = (
@@ -352,15 +353,20 @@ def _load_tfds(name: str, data: dict):
     else:
 
         def stream(split):
-            try:
-                size = splits[split].num_examples
-            except KeyError:  # no metadata (e.g. tfds.testing.mock_data): count once
-                size = int(builder.as_dataset(split=split).reduce(0, lambda n, _: n + 1))
+            size = _tfds_count(builder, split)
             return Split("tfds", None, None, size, (builder, split), f"{name} {split}")
 
         train, test = stream("train"), stream(test_name)
         val = stream(val_name) if val_name else None
     return train, val, test, num_classes, channels, list(label_feature.names)
+
+
+def _tfds_count(builder, split: str) -> int:
+    """Examples in a TFDS split or slice (`"train[:10%]"`), as TFDS reads it."""
+    try:
+        return builder.info.splits[split].num_examples
+    except (KeyError, ValueError):  # no metadata (e.g. tfds.testing.mock_data): count once
+        return int(builder.as_dataset(split=split).reduce(0, lambda n, _: n + 1))
 
 
 def _list_folder(root: str) -> tuple[list[str], np.ndarray, list[str]]:
