@@ -410,3 +410,16 @@ def test_imagenette_download_and_prepare_from_a_local_server(
             read = sum(1 for _ in builder.as_dataset(split=name))
             assert part.size == read, (fraction, name, part.size, read)
         assert split.train.size + split.validation.size == 6
+    # train_subset / test_subset cut streamed splits too (they were ignored).
+    cut = data_lib.load_source(
+        {**data, "validation": "split", "validation_fraction": 0.5, "train_subset": 2}
+    )
+    builder, name = cut.train.tfds_split
+    assert (cut.train.size, name) == (2, "train[3:5]")
+    assert sum(1 for _ in builder.as_dataset(split=name)) == 2
+    assert (
+        cut.splits["train"] == "imagenette train: 3 (3 of 6 held out); first 2 used (train_subset)"
+    )
+    cut = data_lib.load_source({**data, "test_subset": 1})
+    assert (cut.test.size, cut.test.tfds_split[1]) == (1, "validation[0:1]")
+    assert sum(1 for _ in cut.test.tfds_split[0].as_dataset(split="validation[0:1]")) == 1

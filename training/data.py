@@ -138,8 +138,16 @@ def _array_split(x: np.ndarray, y: np.ndarray, origin: str = "") -> Split:
 
 
 def _subset(split: Split, count: int | None) -> Split:
-    if count is None or split.kind == "tfds" or count >= split.size:
+    if count is None or count >= split.size:
         return split
+    if split.kind == "tfds":
+        # The first `count` examples of the (absolutely sliced) TFDS split.
+        builder, name = split.tfds_split
+        base, _, bounds = name.partition("[")
+        start = int(bounds.split(":")[0] or 0) if bounds else 0
+        return Split(
+            "tfds", None, None, count, (builder, f"{base}[{start}:{start + count}]"), split.origin
+        )
     images = split.images[:count]
     return Split(split.kind, images, split.labels[:count], count, origin=split.origin)
 
@@ -237,13 +245,22 @@ def load_source(data: dict, seed: int = 0) -> Source:
     if validation == "split" or (own_val is None and (validation == "folder" or own_test is None)):
         if train.kind == "tfds":
             builder, split = train.tfds_split
+            # The first `fraction` of the split, as TFDS rounds a percent
+            # slice, then named by absolute indices (so subsets can cut it).
             pct = int(round(100 * fraction))
-            rest, head = f"{split}[{pct}%:]", f"{split}[:{pct}%]"
-            # TFDS rounds percent slices its own way: ask it for the counts.
+            if builder.info.splits:
+                n_val = builder.info.splits[f"{split}[:{pct}%]"].num_examples
+            else:  # no metadata (tfds.testing.mock_data): TFDS's closest rounding
+                n_val = int(np.floor(total * pct / 100 + 0.5))
+            if n_val >= total:
+                raise ValueError(
+                    f"validation_fraction={fraction:g} of {train.origin} ({total} examples) "
+                    "leaves no training examples: lower `validation_fraction`."
+                )
             train = Split(
-                "tfds", None, None, _tfds_count(builder, rest), (builder, rest), train.origin
+                "tfds", None, None, total - n_val, (builder, f"{split}[{n_val}:]"), train.origin
             )
-            held_out = Split("tfds", None, None, _tfds_count(builder, head), (builder, head))
+            held_out = Split("tfds", None, None, n_val, (builder, f"{split}[:{n_val}]"))
         else:
             train, held_out = _hold_out(train, fraction, seed)
         held_out.origin = (
@@ -279,7 +296,7 @@ def load_source(data: dict, seed: int = 0) -> Source:
         ("validation", "test_subset", val),
         ("test", "test_subset", test),
     ):
-        if data.get(option) is not None and split is not None and split.kind != "tfds":
+        if data.get(option) is not None and split is not None:
             notes[key] += f"; first {split.size} used ({option})"
     mean, std = _normalisation(data.get("normalization", "per_channel"), train, channels)
     return Source(
