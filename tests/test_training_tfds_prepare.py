@@ -420,6 +420,9 @@ def test_imagenette_download_and_prepare_from_a_local_server(
     assert (
         cut.splits["train"] == "imagenette train: 3 (3 of 6 held out); first 2 used (train_subset)"
     )
+    assert cut.splits["validation"] == (
+        "hold-out of imagenette train: 3 of 6 (validation_fraction=0.5, its first examples)"
+    )
     cut = data_lib.load_source({**data, "test_subset": 1})
     assert (cut.test.size, cut.test.tfds_split[1]) == (1, "validation[0:1]")
     assert sum(1 for _ in cut.test.tfds_split[0].as_dataset(split="validation[0:1]")) == 1

@@ -263,9 +263,10 @@ def load_source(data: dict, seed: int = 0) -> Source:
             held_out = Split("tfds", None, None, n_val, (builder, f"{split}[:{n_val}]"))
         else:
             train, held_out = _hold_out(train, fraction, seed)
+        drawn = f"seed {seed}" if train.kind != "tfds" else "its first examples"
         held_out.origin = (
             f"hold-out of {train.origin}: {held_out.size} of {total} "
-            f"(validation_fraction={fraction:g}, seed {seed})"
+            f"(validation_fraction={fraction:g}, {drawn})"
         )
     if own_test is not None:
         test, test_note = own_test, f"{own_test.origin}: {own_test.size}"
