@@ -211,32 +211,50 @@ def test_cifar_archive_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch,
             data_lib.load_source({"dataset": "cifar10", "data_dir": str(tmp_path / "tfds")})
 
 
-def test_cifar10_recipe_trains_one_epoch_on_prepared_data(tmp_path, monkeypatch, loopback_network):
+@pytest.mark.parametrize(
+    "kind, recipe, model",
+    [
+        ("cifar10", "cifar10_resnet20", {}),  # the recipe's own model
+        (
+            "cifar100",
+            "cifar100_resnet110_stochastic_depth",
+            {"model.name": "CifarResNet", "model.options": {"depth": 8}},
+        ),
+    ],
+)
+def test_cifar_recipe_trains_one_epoch_on_prepared_data(
+    kind, recipe, model, tmp_path, monkeypatch, loopback_network
+):
     from training.train import run
 
     served = tmp_path / "served"
     served.mkdir()
-    archive, _ = _write_cifar("cifar10", served, per_file=8)
+    archive, expected = _write_cifar(kind, served, per_file=8)
     data_dir = tmp_path / "tfds"
     with _serve(served) as base:
-        _point_builder_at(monkeypatch, "cifar10", f"{base}/{archive}", str(served / archive))
+        _point_builder_at(monkeypatch, kind, f"{base}/{archive}", str(served / archive))
         result = run(
-            "cifar10_resnet20",
+            recipe,
             epochs=1,
             batch_size=10,
             output_dir=str(tmp_path / "run"),
             data_dir=str(data_dir),
-            overrides={"runtime.tensorboard_images": False},
+            overrides={"runtime.tensorboard_images": False, **model},
             verbose="quiet",
         )
     resolved = result["config"]["resolved"]
     assert (resolved["train_examples"], resolved["test_examples"]) == (40, 8)
-    assert resolved["class_names"] == CIFAR10_NAMES
+    assert resolved["num_classes"] == (10 if kind == "cifar10" else 100)
+    if kind == "cifar10":
+        assert resolved["class_names"] == CIFAR10_NAMES
+    # per_channel normalisation measured on the prepared images: the ones written.
+    train_images = expected["train"][0].reshape(-1, 3) / 255.0
+    np.testing.assert_allclose(resolved["normalization"]["mean"], train_images.mean(0), 1e-9)
     assert result["status"] == "completed" and result["steps"] == 4
     assert len(result["history"]["loss"]) == 1 and np.isfinite(result["history"]["loss"][0])
     assert 0.0 <= result["test_accuracy"] <= 1.0
     assert os.path.isfile(result["model_path"])
-    assert (data_dir / "cifar10" / "3.0.2" / "dataset_info.json").is_file()
+    assert (data_dir / kind / "3.0.2" / "dataset_info.json").is_file()
 
 
 def _jpeg(seed: int) -> bytes:
