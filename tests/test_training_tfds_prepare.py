@@ -165,7 +165,7 @@ def test_tfds_prepare_path_imports_on_this_install(tmp_path):
 
 @pytest.mark.parametrize("kind", ["cifar10", "cifar100"])
 def test_cifar_download_and_prepare_from_a_local_server(
-    kind, tmp_path, monkeypatch, loopback_network
+    kind, tmp_path, monkeypatch, loopback_network, capsys
 ):
     served = tmp_path / "served"
     served.mkdir()
@@ -194,8 +194,10 @@ def test_cifar_download_and_prepare_from_a_local_server(
         "validation": "the test set (validation: test)",
         "test": f"{kind} test: 6",
     }
+    assert f"TFDS: preparing {kind!r} in {data_dir / kind}" in capsys.readouterr().out
     # Prepared once: the server is gone and the data loads from data_dir.
     again = data_lib.load_source({"dataset": kind, "data_dir": str(data_dir)})
+    assert "TFDS: preparing" not in capsys.readouterr().out
     np.testing.assert_array_equal(np.sort(again.train.labels), np.sort(source.train.labels))
 
 

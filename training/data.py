@@ -329,6 +329,19 @@ def _load_tfds(name: str, data: dict):
         ) from error
     try:
         builder = tfds.builder(name, data_dir=data.get("data_dir"))
+        if not builder.is_prepared():
+            # Offline, TFDS retries a download for about 3.5 minutes before
+            # it fails: say what is happening first.
+            print(
+                f"TFDS: preparing {name!r} in {builder.data_dir} (first use: "
+                + (
+                    "reads the ILSVRC archives in <data-dir>/downloads/manual)"
+                    if name == "imagenet2012"
+                    else "downloads it; without network access TFDS retries for "
+                    "about 3.5 minutes, then fails)"
+                ),
+                flush=True,
+            )
         # imagenet2012 reads the ILSVRC archives from <data_dir>/downloads/manual.
         builder.download_and_prepare()
     except ImportError as error:
