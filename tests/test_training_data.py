@@ -108,3 +108,162 @@ def test_tfds_sources_with_mock_data():
         assert images.shape == (4, 32, 32, 3)
         evaluation = list(data_lib.eval_dataset(stream, stream.test, cfg, 8))
         assert sum(len(b[1]) for b in evaluation) == stream.test.size
+
+
+def _png_folder(root, layout: dict[str, int]):
+    """`root/<split>/<class>/<i>.png` with `layout[split]` images per class."""
+    rng = np.random.default_rng(1)
+    for split, count in layout.items():
+        for cls in ("cat", "dog"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+                (d / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    return root
+
+
+def _names(split):
+    return sorted(str(p) for p in split.images)
+
+
+@pytest.mark.parametrize("validation", ["test", "split", "folder", "none"])
+def test_image_folder_without_val_or_test_holds_out_one_fraction(tmp_path, validation):
+    # 20 training images, nothing else: one hold-out of 10% (2 images) is the
+    # test set and, unless validation is none, the validation set too.
+    root = _png_folder(tmp_path / "images", {"train": 10})
+    cfg = {"dataset": "folder", "data_dir": str(root), "validation": validation}
+    source = data_lib.load_source(cfg, seed=3)
+    assert (source.train.size, source.test.size) == (18, 2)
+    assert not set(_names(source.train)) & set(_names(source.test))
+    every = sorted(str(p) for p in root.glob("train/*/*.png"))
+    assert sorted(_names(source.train) + _names(source.test)) == every
+    if validation == "none":
+        assert source.validation is None
+    else:
+        assert _names(source.validation) == _names(source.test)
+    hold = "hold-out of train/: 2 of 20 (validation_fraction=0.1, seed 3)"
+    assert source.splits["train"] == "train/: 18 (2 of 20 held out)"
+    assert source.splits["test"] == f"the {hold} (no test/ or val/ folder)"
+    assert (
+        source.splits["validation"]
+        == {
+            "test": "the test set (validation: test)",
+            "split": "the test set (validation: split; one hold-out serves both)",
+            "folder": "the test set (validation: folder; one hold-out serves both)",
+            "none": "none (validation: none)",
+        }[validation]
+    )
+    # The hold-out is a function of the seed, and another seed draws another.
+    assert _names(data_lib.load_source(cfg, seed=3).test) == _names(source.test)
+    assert _names(data_lib.load_source(cfg, seed=4).test) != _names(source.test)
+
+
+def test_image_folder_split_rules_with_val_and_test_folders(tmp_path):
+    both = _png_folder(tmp_path / "both", {"train": 10, "val": 3, "test": 4})
+    only_val = _png_folder(tmp_path / "only_val", {"train": 10, "val": 3})
+    only_test = _png_folder(tmp_path / "only_test", {"train": 10, "test": 4})
+
+    def load(root, validation, fraction=0.1):
+        return data_lib.load_source(
+            {
+                "dataset": "folder",
+                "data_dir": str(root),
+                "validation": validation,
+                "validation_fraction": fraction,
+            }
+        )
+
+    def sizes(source):
+        val = source.validation.size if source.validation is not None else None
+        return source.train.size, val, source.test.size
+
+    # (train, validation, test) sizes: nothing is held out unless asked for or needed.
+    assert sizes(load(both, "folder")) == (20, 6, 8)
+    assert sizes(load(both, "test")) == (20, 8, 8)
+    assert sizes(load(both, "split", 0.25)) == (15, 5, 8)
+    assert sizes(load(only_val, "folder")) == (20, 6, 6)
+    assert sizes(load(only_val, "test")) == (20, 6, 6)
+    assert sizes(load(only_test, "test")) == (20, 8, 8)
+    assert sizes(load(only_test, "folder")) == (18, 2, 8)
+    assert sizes(load(only_test, "none")) == (20, None, 8)
+    source = load(both, "folder")
+    assert source.splits == {"train": "train/: 20", "validation": "val/: 6", "test": "test/: 8"}
+    assert all("/val/" in p for p in source.validation.images)
+    source = load(only_val, "test")
+    assert source.splits["test"] == "val/: 6 (no test/ folder)"
+    assert _names(source.test) == _names(source.validation)
+    with pytest.raises(ValueError, match=r"`validation_fraction` must be .* got 1\.5"):
+        load(only_val, "split", 1.5)
+    with pytest.raises(ValueError, match=r"`validation` must be one of .* got 'holdout'"):
+        load(only_val, "holdout")
+    tiny = _png_folder(tmp_path / "tiny", {"train": 1})
+    with pytest.raises(ValueError, match=r"validation_fraction=0.9 of train/ \(2 examples\)"):
+        load(tiny, "test", 0.9)
+
+
+def test_trainer_logs_and_records_where_folder_images_went(tmp_path, capsys):
+    import yaml
+
+    from training.train import run
+
+    root = _png_folder(tmp_path / "images", {"train": 10})
+    result = run(
+        "digits_resnet20",
+        dataset="folder",
+        epochs=1,
+        batch_size=6,
+        output_dir=str(tmp_path / "run"),
+        data_dir=str(root),
+        overrides={
+            "model.name": "CifarResNet",
+            "model.options": {"depth": 8},
+            "runtime.tensorboard_images": False,
+        },
+        verbose="line",
+    )
+    out = capsys.readouterr().out
+    hold = "hold-out of train/: 2 of 20 (validation_fraction=0.1, seed 0)"
+    assert (
+        "data: train = train/: 18 (2 of 20 held out); validation = the test set "
+        f"(validation: split; one hold-out serves both); test = the {hold} (no test/ or "
+        "val/ folder)"
+    ) in out
+    with open(tmp_path / "run" / "config.yaml") as f:
+        resolved = yaml.safe_load(f)["resolved"]
+    assert (resolved["train_examples"], resolved["test_examples"]) == (18, 2)
+    assert resolved["validation_examples"] == 2
+    assert resolved["splits"]["train"] == "train/: 18 (2 of 20 held out)"
+    assert result["steps"] == 3
+
+
+def test_docs_folder_split_table_is_what_load_source_does(tmp_path):
+    # Every cell of the table in docs/training.md, checked against load_source.
+    import pathlib
+
+    doc = pathlib.Path(__file__).parent.parent / "docs" / "training.md"
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| `train/`")]
+    header = next(
+        line for line in doc.read_text().splitlines() if line.startswith("| folder has |")
+    )
+    modes = [cell.strip(" `").split()[-1] for cell in header.strip("|").split("|")[1:]]
+    assert modes == ["test", "split", "folder", "none"] and len(rows) == 4
+    counts = {"train": 20, "train − H": 18, "H": 2, "val": 6, "test": 8, "–": None}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        folders = [name.strip("`/ ") for name in cells[0].replace(" only", "").split(",")]
+        layout = {"train": 10, "val": 3, "test": 4}
+        root = _png_folder(tmp_path / "_".join(folders), {f: layout[f] for f in folders})
+        for mode, cell in zip(modes, cells[1:], strict=True):
+            train, val, test = (part.strip() for part in cell.split(" / "))
+            source = data_lib.load_source(
+                {"dataset": "folder", "data_dir": str(root), "validation": mode}
+            )
+            got = (
+                source.train.size,
+                source.validation.size if source.validation is not None else None,
+                source.test.size,
+            )
+            assert got == (counts[train], counts[val], counts[test]), (folders, mode)
+            if val == test == "H":
+                assert _names(source.validation) == _names(source.test)

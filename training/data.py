@@ -76,6 +76,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TFDS_IN_MEMORY = ("cifar10", "cifar100", "svhn_cropped")
 TFDS_STREAMING = ("imagenette", "imagenet2012")
 DATASETS = ("digits", "folder", *TFDS_IN_MEMORY, *TFDS_STREAMING)
+VALIDATION_MODES = ("test", "split", "folder", "none")
 
 
 @dataclasses.dataclass
@@ -90,6 +91,8 @@ class Split:
         labels: int32 array `(n,)` (None for `"tfds"`).
         size: number of examples.
         tfds_split: `(builder, split_name)` for `"tfds"`.
+        origin: where the examples come from (`"train/"`, `"cifar10 test"`),
+            for the log.
     """
 
     kind: str
@@ -97,6 +100,7 @@ class Split:
     labels: Any
     size: int
     tfds_split: Any = None
+    origin: str = ""
 
 
 @dataclasses.dataclass
@@ -111,6 +115,9 @@ class Source:
         mean / std: per-channel normalisation in the [0, 1] scale.
         class_names: class names where known.
         skipped_files: unreadable images left out (`skip_bad_images`).
+        splits: where each split's examples come from, one line per split
+            (`{"train": ..., "validation": ..., "test": ...}`), for the log
+            and `config.yaml`.
     """
 
     name: str
@@ -123,35 +130,67 @@ class Source:
     std: tuple = (1.0, 1.0, 1.0)
     class_names: list | None = None
     skipped_files: list = dataclasses.field(default_factory=list)
+    splits: dict = dataclasses.field(default_factory=dict)
 
 
-def _array_split(x: np.ndarray, y: np.ndarray) -> Split:
-    return Split("arrays", x, np.asarray(y, np.int32), len(y))
+def _array_split(x: np.ndarray, y: np.ndarray, origin: str = "") -> Split:
+    return Split("arrays", x, np.asarray(y, np.int32), len(y), origin=origin)
 
 
 def _subset(split: Split, count: int | None) -> Split:
-    if count is None or split.kind == "tfds" or count >= split.size:
+    if count is None or count >= split.size:
         return split
+    if split.kind == "tfds":
+        # The first `count` examples of the (absolutely sliced) TFDS split.
+        builder, name = split.tfds_split
+        base, _, bounds = name.partition("[")
+        start = int(bounds.split(":")[0] or 0) if bounds else 0
+        return Split(
+            "tfds", None, None, count, (builder, f"{base}[{start}:{start + count}]"), split.origin
+        )
     images = split.images[:count]
-    return Split(split.kind, images, split.labels[:count], count)
+    return Split(split.kind, images, split.labels[:count], count, origin=split.origin)
 
 
 def _hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Deterministically split off `fraction` of an arrays/files split."""
     order = np.random.default_rng(seed).permutation(split.size)
     n_val = max(1, int(round(split.size * fraction)))
+    if n_val >= split.size:
+        raise ValueError(
+            f"validation_fraction={fraction:g} of {split.origin or 'the training split'} "
+            f"({split.size} examples) leaves no training examples: add images, add a "
+            "val/ or test/ folder, or lower `validation_fraction`."
+        )
     val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
 
     def take(idx):
         if split.kind == "arrays":
-            return Split("arrays", split.images[idx], split.labels[idx], len(idx))
-        return Split("files", [split.images[i] for i in idx], split.labels[idx], len(idx))
+            images = split.images[idx]
+        else:
+            images = [split.images[i] for i in idx]
+        return Split(split.kind, images, split.labels[idx], len(idx), origin=split.origin)
 
     return take(train_idx), take(val_idx)
 
 
 def load_source(data: dict, seed: int = 0) -> Source:
     """Load the data set a recipe's `data` section names.
+
+    Validation and test come from the data set's own splits where it has
+    them; at most one hold-out (`validation_fraction` of the training
+    examples, drawn with `seed`) is ever cut from the training split:
+
+    - validation set: `validation: test` evaluates the test set,
+      `split` the hold-out, `folder` the data set's own validation split
+      (an image folder's `val/`), or the hold-out where there is none,
+      `none` nothing;
+    - test set: the data set's test split (an image folder's `test/`);
+      an image folder without `test/` uses its `val/`, and one with
+      neither uses the hold-out (the same images as validation).
+
+    `Source.splits` says where each split came from and how many examples
+    it has; the trainer prints it and writes it to `config.yaml`.
 
     Args:
         data: the recipe's `data` section (`dataset`, `data_dir`,
@@ -163,12 +202,15 @@ def load_source(data: dict, seed: int = 0) -> Source:
         A `Source`.
 
     Raises:
-        ValueError: unknown data set, missing `data_dir`, or (for image
-            folders) an unreadable image, named in the message.
+        ValueError: unknown data set or `validation`, a
+            `validation_fraction` outside (0, 1), missing `data_dir`, or
+            (for image folders) an unreadable image, named in the message.
 
     Example:
         >>> source = load_source({"dataset": "digits", "validation": "split",
         ...                       "validation_fraction": 0.1})
+        >>> source.splits["validation"]
+        'hold-out of digits train: 144 of 1437 (validation_fraction=0.1, seed 0)'
     """
     name = data["dataset"]
     if name not in DATASETS:
@@ -177,36 +219,90 @@ def load_source(data: dict, seed: int = 0) -> Source:
             "(for your own images use dataset=folder with --data-dir)."
         )
     validation = data.get("validation", "test")
+    if validation not in VALIDATION_MODES:
+        raise ValueError(
+            f"`validation` must be one of {', '.join(VALIDATION_MODES)}, got {validation!r}."
+        )
+    fraction = data.get("validation_fraction", 0.1)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(
+            f"`validation_fraction` must be a number between 0 and 1 (exclusive), got {fraction!r}."
+        )
     class_names = None
     skipped: list = []
     if name == "digits":
         (x, y), (xt, yt) = load_digits_32(seed=seed, size=data.get("image_size", 32))
-        train, test, val = _array_split(x, y), _array_split(xt, yt), None
+        train = _array_split(x, y, "digits train")
+        own_val, own_test = None, _array_split(xt, yt, "digits test")
         num_classes, channels, class_names = 10, 3, [str(i) for i in range(10)]
     elif name == "folder":
-        train, val, test, class_names, skipped = _load_folder(data)
+        train, own_val, own_test, class_names, skipped = _load_folder(data)
         num_classes, channels = len(class_names), 3
     else:
-        train, val, test, num_classes, channels, class_names = _load_tfds(name, data)
-    if validation == "split" or (validation == "folder" and val is None):
+        train, own_val, own_test, num_classes, channels, class_names = _load_tfds(name, data)
+    total = train.size
+    held_out = None
+    if validation == "split" or (own_val is None and (validation == "folder" or own_test is None)):
         if train.kind == "tfds":
             builder, split = train.tfds_split
-            pct = int(round(100 * data.get("validation_fraction", 0.1)))
-            n = train.size
-            train = Split("tfds", None, None, n - n * pct // 100, (builder, f"{split}[{pct}%:]"))
-            val = Split("tfds", None, None, n * pct // 100, (builder, f"{split}[:{pct}%]"))
+            # The first `fraction` of the split, as TFDS rounds a percent
+            # slice, then named by absolute indices (so subsets can cut it).
+            pct = int(round(100 * fraction))
+            if builder.info.splits:
+                n_val = builder.info.splits[f"{split}[:{pct}%]"].num_examples
+            else:  # no metadata (tfds.testing.mock_data): TFDS's closest rounding
+                n_val = int(np.floor(total * pct / 100 + 0.5))
+            if n_val >= total:
+                raise ValueError(
+                    f"validation_fraction={fraction:g} of {train.origin} ({total} examples) "
+                    "leaves no training examples: lower `validation_fraction`."
+                )
+            train = Split(
+                "tfds", None, None, total - n_val, (builder, f"{split}[{n_val}:]"), train.origin
+            )
+            held_out = Split("tfds", None, None, n_val, (builder, f"{split}[:{n_val}]"))
         else:
-            train, val = _hold_out(train, data.get("validation_fraction", 0.1), seed)
+            train, held_out = _hold_out(train, fraction, seed)
+        drawn = f"seed {seed}" if train.kind != "tfds" else "its first examples"
+        held_out.origin = (
+            f"hold-out of {train.origin}: {held_out.size} of {total} "
+            f"(validation_fraction={fraction:g}, {drawn})"
+        )
+    if own_test is not None:
+        test, test_note = own_test, f"{own_test.origin}: {own_test.size}"
+    elif own_val is not None:
+        test, test_note = own_val, f"{own_val.origin}: {own_val.size} (no test/ folder)"
+    else:
+        test, test_note = held_out, f"the {held_out.origin} (no test/ or val/ folder)"
+    if validation == "none":
+        val, val_note = None, "none (validation: none)"
     elif validation == "test":
-        val = test if val is None else val
-    elif validation == "none":
-        val = None
+        val, val_note = test, "the test set (validation: test)"
+    elif validation == "folder" and own_val is not None:
+        val, val_note = own_val, f"{own_val.origin}: {own_val.size}"
+    else:
+        val, val_note = held_out, held_out.origin
+        if held_out is test:
+            val_note = f"the test set (validation: {validation}; one hold-out serves both)"
+    train_note = f"{train.origin}: {train.size}"
+    if held_out is not None:
+        train_note += f" ({held_out.size} of {total} held out)"
     train = _subset(train, data.get("train_subset"))
     test = _subset(test, data.get("test_subset"))
     if val is not None:
         val = _subset(val, data.get("test_subset"))
+    notes = {"train": train_note, "validation": val_note, "test": test_note}
+    for key, option, split in (
+        ("train", "train_subset", train),
+        ("validation", "test_subset", val),
+        ("test", "test_subset", test),
+    ):
+        if data.get(option) is not None and split is not None:
+            notes[key] += f"; first {split.size} used ({option})"
     mean, std = _normalisation(data.get("normalization", "per_channel"), train, channels)
-    return Source(name, num_classes, channels, train, val, test, mean, std, class_names, skipped)
+    return Source(
+        name, num_classes, channels, train, val, test, mean, std, class_names, skipped, notes
+    )
 
 
 def _normalisation(kind: str, train: Split, channels: int) -> tuple[tuple, tuple]:
@@ -264,10 +360,29 @@ def _load_tfds(name: str, data: dict):
         raise ValueError(
             f"dataset={name!r} needs tensorflow-datasets: pip install 'keras_resnets[data]'."
         ) from error
-    builder = tfds.builder(name, data_dir=data.get("data_dir"))
     try:
+        builder = tfds.builder(name, data_dir=data.get("data_dir"))
+        if not builder.is_prepared():
+            # Offline, TFDS retries a download for about 3.5 minutes before
+            # it fails: say what is happening first.
+            print(
+                f"TFDS: preparing {name!r} in {builder.data_dir} (first use: "
+                + (
+                    "reads the ILSVRC archives in <data-dir>/downloads/manual)"
+                    if name == "imagenet2012"
+                    else "downloads it; without network access TFDS retries for "
+                    "about 3.5 minutes, then fails)"
+                ),
+                flush=True,
+            )
         # imagenet2012 reads the ILSVRC archives from <data_dir>/downloads/manual.
         builder.download_and_prepare()
+    except ImportError as error:
+        raise ValueError(
+            f"Could not prepare TFDS data set {name!r}: tensorflow-datasets needs the module "
+            f"{error.name!r}, which is not installed ({error}). Install the data extras: "
+            "pip install 'keras_resnets[data]'."
+        ) from error
     except Exception as error:
         raise ValueError(
             f"Could not prepare TFDS data set {name!r} (data_dir={data.get('data_dir')!r}): "
@@ -280,7 +395,9 @@ def _load_tfds(name: str, data: dict):
     num_classes = label_feature.num_classes
     channels = info.features["image"].shape[-1] or 3
     splits = info.splits
-    test_name = "test" if "test" in splits else "validation"
+    # imagenet2012's "test" split (ILSVRC2012_img_test.tar) has no labels
+    # (all -1): its labelled validation split is the test set.
+    test_name = "test" if ("test" in splits and name != "imagenet2012") else "validation"
     val_name = "validation" if ("validation" in splits and test_name != "validation") else None
     if name in TFDS_IN_MEMORY:
 
@@ -289,22 +406,31 @@ def _load_tfds(name: str, data: dict):
             for batch in tfds.as_numpy(builder.as_dataset(split=split, batch_size=4096)):
                 images.append(batch["image"])
                 labels.append(batch["label"])
-            return _array_split(np.concatenate(images), np.concatenate(labels).astype(np.int32))
+            return _array_split(
+                np.concatenate(images),
+                np.concatenate(labels).astype(np.int32),
+                f"{name} {split}",
+            )
 
         train, test = arrays("train"), arrays(test_name)
         val = arrays(val_name) if val_name else None
     else:
 
         def stream(split):
-            try:
-                size = splits[split].num_examples
-            except KeyError:  # no metadata (e.g. tfds.testing.mock_data): count once
-                size = int(builder.as_dataset(split=split).reduce(0, lambda n, _: n + 1))
-            return Split("tfds", None, None, size, (builder, split))
+            size = _tfds_count(builder, split)
+            return Split("tfds", None, None, size, (builder, split), f"{name} {split}")
 
         train, test = stream("train"), stream(test_name)
         val = stream(val_name) if val_name else None
     return train, val, test, num_classes, channels, list(label_feature.names)
+
+
+def _tfds_count(builder, split: str) -> int:
+    """Examples in a TFDS split or slice (`"train[:10%]"`), as TFDS reads it."""
+    try:
+        return builder.info.splits[split].num_examples
+    except (KeyError, ValueError):  # no metadata (e.g. tfds.testing.mock_data): count once
+        return int(builder.as_dataset(split=split).reduce(0, lambda n, _: n + 1))
 
 
 def _list_folder(root: str) -> tuple[list[str], np.ndarray, list[str]]:
@@ -399,8 +525,11 @@ def _load_folder(data: dict):
                 "--skip-bad-images to leave such files out."
             )
         skipped.extend(bad)
-        keep = [i for i, p in enumerate(paths) if p not in set(bad)]
-        return Split("files", [paths[i] for i in keep], labels[keep], len(keep)), names
+        bad_set = set(bad)
+        keep = [i for i, p in enumerate(paths) if p not in bad_set]
+        origin = os.path.basename(directory) + "/"
+        split = Split("files", [paths[i] for i in keep], labels[keep], len(keep), origin=origin)
+        return split, names
 
     train, classes = load(train_dir)
     val = test = None
@@ -410,9 +539,7 @@ def _load_folder(data: dict):
             break
     if os.path.isdir(os.path.join(root, "test")):
         test, _ = load(os.path.join(root, "test"), classes)
-    if val is None:
-        train, val = _hold_out(train, data.get("validation_fraction", 0.1), 0)
-    test = val if test is None else test
+    # No hold-out here: load_source cuts at most one, where it is needed.
     return train, val, test, classes, skipped
 
 

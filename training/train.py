@@ -424,6 +424,7 @@ def run(
         "train_examples": source.train.size,
         "validation_examples": source.validation.size if source.validation else 0,
         "test_examples": source.test.size,
+        "splits": dict(source.splits),
         "skipped_files": source.skipped_files,
         "normalization": {"mean": list(source.mean), "std": list(source.std)},
         "strategy": strategy_name,
@@ -459,6 +460,7 @@ def run(
         f"= {total_epochs} epochs of {steps_per_epoch}; precision {policy} ({policy_reason}); "
         f"jit_compile={jit}"
     )
+    say("data: " + "; ".join(f"{key} = {note}" for key, note in source.splits.items()))
     if source.skipped_files:
         say(f"skipped {len(source.skipped_files)} unreadable image(s) (--skip-bad-images)")
 
