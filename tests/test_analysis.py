@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 import keras_resnets
 from keras_resnets import analysis, blocks
@@ -431,7 +432,7 @@ def test_degradation_command_trains_through_the_trainer(tmp_path, capsys):
     out = str(tmp_path)
     argv = ["degradation", "--models", "Plain20", "ResNet20", "--epochs", "2",
             "--set", "data.image_size=8", "--set", "train.steps_per_epoch=4",
-            "--output-dir", out]  # fmt: skip
+            "--seed", "3", "--output-dir", out]  # fmt: skip
     assert main(argv) == 0
     payload, lines = _check_outputs(out, "degradation")
     assert payload["recipe"] == "digits_resnet20" and len(lines) == 3
@@ -440,6 +441,9 @@ def test_degradation_command_trains_through_the_trainer(tmp_path, capsys):
         assert len(run["history"]["accuracy"]) == 2 and len(run["history"]["val_accuracy"]) == 2
         assert os.path.isfile(run["model_path"])  # the trainer's saved model
         assert 0.0 <= run["test_accuracy"] <= 1.0
+        # --seed reaches the trainer (it was parsed and ignored before).
+        with open(os.path.join(run["output_dir"], "config.yaml"), encoding="utf-8") as handle:
+            assert yaml.safe_load(handle)["train"]["seed"] == 3
     assert "ResNet20" in capsys.readouterr().out
 
 

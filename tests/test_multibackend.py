@@ -58,10 +58,21 @@ def test_fit_on_digits_reduces_the_loss(digits_32):
     model = keras_resnets.ResNet20()
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     x, y = x_train[:256], y_train[:256]
-    before = model.evaluate(x, y, verbose=0, batch_size=128)
+
+    def loss():
+        # Training-mode loss (batch statistics): what `fit` optimises. The
+        # inference-mode loss of a network 8 steps old reads BN moving
+        # statistics that have barely moved; its ratio after / before was
+        # 0.15-0.64 over seeds 0-3 (the bound was 0.8), while this one was
+        # 0.34-0.36 on TensorFlow.
+        probabilities = model(x, training=True)
+        losses = keras.losses.sparse_categorical_crossentropy(y, probabilities)
+        return float(np.mean(keras.ops.convert_to_numpy(losses)))
+
+    before = loss()
     model.fit(x, y, epochs=2, batch_size=64, verbose=0)
-    after = model.evaluate(x, y, verbose=0, batch_size=128)
-    assert after < 0.8 * before
+    after = loss()
+    assert after < 0.6 * before, (before, after)
 
 
 _LOAD_SCRIPT = """

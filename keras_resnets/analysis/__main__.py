@@ -199,6 +199,9 @@ def cmd_degradation(args) -> int:
         if not sep:
             raise SystemExit(f"error: --set expects key=value, got {item!r}")
         overrides[key.strip()] = yaml.safe_load(value)  # YAML rules, as the trainer's --set
+    # --seed is the runs' seed (weights, shuffling, augmentation), as for the other commands;
+    # an explicit --set train.seed=... wins.
+    overrides.setdefault("train.seed", args.seed)
     histories, rows, runs = {}, [], {}
     for name in args.models:
         result = run(
@@ -207,7 +210,7 @@ def cmd_degradation(args) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             output_dir=os.path.join(args.output_dir, "runs", name),
-            overrides=overrides or None,
+            overrides=overrides,
         )
         history = {k: [float(v) for v in vs] for k, vs in result["history"].items()}
         histories[name] = history
