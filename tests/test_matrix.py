@@ -197,33 +197,34 @@ def refused_cells() -> list[dict]:
 
 
 # --- cells that fail today because of known faults (issue 15) ---------------
-# (issue 15 kind, operation, predicate on the cell, reason). The lead removes a
+# (issue 15 kind, operations, predicate on the cell, reason). The lead removes a
 # line when its fix is merged; strict=True makes a fixed cell fail until then.
+# A cell hit by several faults gets one mark naming them all.
 
 KNOWN_FAULTS = (
     (
         2,
-        "fit",
+        ("fit", "resume"),
         lambda c: c["backend"] == "jax" and c["sd"] == "batch",
         "StochasticDepth batch mode on JAX: BatchNormalization updated inside "
         "keras.ops.cond raises UnexpectedTracerError",
     ),
     (
         3,
-        "resume",
+        ("resume",),
         lambda c: c["sd"] != "off",
         "the backup lacks the seed generators' state: a resumed stochastic-depth run "
         "draws again from the start and ends with other weights",
     ),
     (
         4,
-        "transfer",
+        ("transfer",),
         lambda c: c["policy"] != "float32",
         "replace_head under a mixed policy builds a bfloat16 classifier (output not float32)",
     ),
     (
         7,
-        "transfer",
+        ("transfer",),
         lambda c: ROW[c["row"]].family == "Wide ResNet",
         "transfer helpers find stages by layer names; WideResNet has no "
         "stage{s}_block{b}_out layers",
@@ -243,12 +244,13 @@ def _params(operation: str, cells: list[dict]) -> list:
     for cell in cells:
         if cell.get("backend", backend) != backend:
             continue
-        marks = [
-            pytest.mark.xfail(strict=True, reason=f"issue 15 kind {kind}: {reason}")
-            for kind, op, applies, reason in KNOWN_FAULTS
-            if op == operation and applies(cell)
+        faults = [
+            f"issue 15 kind {kind}: {reason}"
+            for kind, operations, applies, reason in KNOWN_FAULTS
+            if operation in operations and applies(cell)
         ]
-        params.append(pytest.param(cell, id=_cell_id(cell), marks=marks[:1]))
+        marks = [pytest.mark.xfail(strict=True, reason="; ".join(faults))] if faults else []
+        params.append(pytest.param(cell, id=_cell_id(cell), marks=marks))
     return params
 
 
