@@ -197,15 +197,24 @@ def refused_cells() -> list[dict]:
 
 
 # --- cells that fail today because of known faults (issue 15) ---------------
-# (issue 15 kind, operations, predicate on the cell, reason). The lead removes a
-# line when its fix is merged; strict=True makes a fixed cell fail until then.
-# A cell hit by several faults gets one mark naming them all.
+# (issue 15 kind, operations, predicate on the cell, the error it fails with,
+# reason). The lead removes a line when its fix is merged; strict=True makes a
+# fixed cell fail until then, and `raises` makes a cell failing otherwise (a new
+# fault) a failure. A cell hit by several faults gets one mark naming them all.
+
+
+def _jax_tracer_error():
+    import jax
+
+    return jax.errors.UnexpectedTracerError
+
 
 KNOWN_FAULTS = (
     (
         2,
         ("fit", "resume"),
         lambda c: c["backend"] == "jax" and c["sd"] == "batch",
+        _jax_tracer_error,
         "StochasticDepth batch mode on JAX: BatchNormalization updated inside "
         "keras.ops.cond raises UnexpectedTracerError",
     ),
@@ -213,6 +222,7 @@ KNOWN_FAULTS = (
         3,
         ("resume",),
         lambda c: c["sd"] != "off",
+        lambda: AssertionError,  # the weights differ
         "the backup lacks the seed generators' state: a resumed stochastic-depth run "
         "draws again from the start and ends with other weights",
     ),
@@ -220,12 +230,14 @@ KNOWN_FAULTS = (
         4,
         ("transfer",),
         lambda c: c["policy"] != "float32",
+        lambda: AssertionError,  # a bfloat16 layer or output
         "replace_head under a mixed policy builds a bfloat16 classifier (output not float32)",
     ),
     (
         7,
         ("transfer",),
         lambda c: ROW[c["row"]].family == "Wide ResNet",
+        lambda: ValueError,  # "has no `stage{s}_block{b}_out` layers"
         "transfer helpers find stages by layer names; WideResNet has no "
         "stage{s}_block{b}_out layers",
     ),
@@ -245,11 +257,15 @@ def _params(operation: str, cells: list[dict]) -> list:
         if cell.get("backend", backend) != backend:
             continue
         faults = [
-            f"issue 15 kind {kind}: {reason}"
-            for kind, operations, applies, reason in KNOWN_FAULTS
+            (f"issue 15 kind {kind}: {reason}", error())
+            for kind, operations, applies, error, reason in KNOWN_FAULTS
             if operation in operations and applies(cell)
         ]
-        marks = [pytest.mark.xfail(strict=True, reason="; ".join(faults))] if faults else []
+        marks = []
+        if faults:
+            reason = "; ".join(text for text, _ in faults)
+            errors = tuple({error for _, error in faults})
+            marks = [pytest.mark.xfail(strict=True, raises=errors, reason=reason)]
         params.append(pytest.param(cell, id=_cell_id(cell), marks=marks))
     return params
 
