@@ -23,7 +23,8 @@ Operations, each its own test so that one fault does not hide another:
   after one epoch and resumed, ends with the weights of the uninterrupted run
   (its own covering design over backend, stochastic depth and policy);
 - `test_export_served_in_a_fresh_process` (TensorFlow): `export_saved_model`,
-  then `tf.saved_model.load` in a new process serves `model.predict`'s outputs.
+  then `tf.saved_model.load` in a new process serves `model.predict`'s outputs;
+  on JAX and PyTorch, `test_export_refused_off_tensorflow` wants a clear error.
 
 Combinations a builder refuses are cells of `test_refused`, which asserts the
 error. `KNOWN_FAULTS` marks, as strict xfails, the cells that fail today
@@ -240,6 +241,16 @@ KNOWN_FAULTS = (
         lambda: ValueError,  # "has no `stage{s}_block{b}_out` layers"
         "transfer helpers find stages by layer names; WideResNet has no "
         "stage{s}_block{b}_out layers",
+    ),
+    (
+        "5 (found by the matrix, not in the issue)",
+        ("export_refused",),
+        lambda c: c["backend"] != "tensorflow",
+        # Keras's NotImplementedError (a RuntimeError) without the word: match fails.
+        lambda: AssertionError,
+        "export_saved_model on JAX or PyTorch is not refused: it traces the model in a "
+        'tf.function and fails inside Keras ("Cannot convert a symbolic tf.Tensor to a '
+        'numpy array") instead of saying the export needs the TensorFlow backend',
     ),
 )
 
@@ -548,6 +559,25 @@ def test_export_served_in_a_fresh_process(cell, served):
         raise result
     assert result.shape == (BATCH, CLASSES)
     np.testing.assert_allclose(result, expected, rtol=0, atol=1e-6)
+
+
+def _export_refused_cells() -> list[dict]:
+    return [
+        {"backend": backend, "row": RESUME_ROW, "sd": "off", "policy": "float32"}
+        for backend in BACKENDS
+        if backend != "tensorflow"
+    ]
+
+
+@pytest.mark.parametrize("cell", _params("export_refused", _export_refused_cells()))
+def test_export_refused_off_tensorflow(cell, tmp_path):
+    """The SavedModel export is TensorFlow's: other backends get a clear error."""
+    import keras_resnets
+
+    model = _build(cell)
+    with pytest.raises((ValueError, RuntimeError), match="(?i)tensorflow backend"):
+        keras_resnets.export_saved_model(model, str(tmp_path / "export"), warmup=False)
+    assert not (tmp_path / "export").exists()
 
 
 # --- the table in docs/compatibility.md ------------------------------------------
