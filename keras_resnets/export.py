@@ -468,6 +468,7 @@ def export_saved_model(
         The path of the version directory written.
 
     Raises:
+        RuntimeError: Keras runs on another backend than TensorFlow.
         FileExistsError: the version exists and `overwrite` is False.
         ValueError: a bad argument (named in the message), or a model that is
             not a classifier.
@@ -477,6 +478,12 @@ def export_saved_model(
         >>> keras_resnets.export_saved_model(model, "/tmp/models/resnet20")  # doctest: +SKIP
         '/tmp/models/resnet20/1'
     """
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "export_saved_model needs the TensorFlow backend (KERAS_BACKEND=tensorflow); this "
+            f"process runs Keras on {keras.backend.backend()!r}. Save the model with "
+            "`model.save('model.keras')` and export it from a TensorFlow-backend process."
+        )
     import tensorflow as tf
 
     channels, classes = _check_model(model)

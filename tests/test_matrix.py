@@ -242,16 +242,6 @@ KNOWN_FAULTS = (
         "transfer helpers find stages by layer names; WideResNet has no "
         "stage{s}_block{b}_out layers",
     ),
-    (
-        "5 (found by the matrix, not in the issue)",
-        ("export_refused",),
-        lambda c: c["backend"] != "tensorflow",
-        # Keras's NotImplementedError (a RuntimeError) without the word: match fails.
-        lambda: AssertionError,
-        "export_saved_model on JAX or PyTorch is not refused: it traces the model in a "
-        'tf.function and fails inside Keras ("Cannot convert a symbolic tf.Tensor to a '
-        'numpy array") instead of saying the export needs the TensorFlow backend',
-    ),
 )
 
 
