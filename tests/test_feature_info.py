@@ -19,6 +19,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from backend_utils import CASES
 from training_helpers import trainer_env
 
 import keras_resnets
@@ -260,3 +261,30 @@ print(json.dumps(out))
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == expected
+
+
+@pytest.mark.multibackend
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("key", sorted(CASES))
+def test_helpers_and_dtype_policies_on_every_backend(key, policy):
+    """Run by `make test` on TensorFlow, JAX and PyTorch (the multibackend marker)."""
+    from test_transfer_dtype import check_policies, check_probabilities
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        name, options = CASES[key]
+        model = getattr(keras_resnets, name)(input_shape=(32, 32, 3), classes=3, **options)
+        check_policies(model, policy)
+        stages = check_feature_info(model, 32)
+        check_helpers(model, 32, stages)
+        new = keras_resnets.replace_head(model, classes=5)
+        check_policies(new, policy)
+        check_probabilities(new)
+        other = "float32" if policy != "float32" else "mixed_bfloat16"
+        rebuilt = keras_resnets.with_dtype_policy(new, other)
+        check_policies(rebuilt, other)
+        assert rebuilt.feature_info == model.feature_info
+        check_probabilities(rebuilt)
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -192,3 +192,17 @@ def test_cli_mixed_precision_transfer_runs_in_the_policy_it_records(tmp_path, ca
     model = keras.models.load_model(out / "model.keras")  # layers keep their saved policies
     check_policies(model, recorded)
     check_probabilities(model)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
+def test_the_export_of_a_mixed_precision_model_serves_float32_probabilities(policy, tmp_path):
+    import tensorflow as tf
+
+    model = keras_resnets.replace_head(FAMILIES["resnet8"](input_shape=(SIZE, SIZE, 3)), 5)
+    check_policies(model, policy)
+    path = keras_resnets.export_saved_model(model, tmp_path / "export", warmup=False)
+    images = np.random.default_rng(0).uniform(0, 255, size=(3, SIZE, SIZE, 3)).astype("float32")
+    served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
+    probabilities = served["probabilities"]
+    assert probabilities.dtype == tf.float32
+    np.testing.assert_allclose(probabilities.numpy().sum(axis=1), 1.0, atol=1e-6)
