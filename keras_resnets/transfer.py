@@ -340,14 +340,19 @@ def replace_head(
 
 
 def _pinned_outputs(model: keras.Model) -> set[str]:
-    """Names of the layers that end `model` (or a model nested in it) with a vector."""
+    """Names of the layers that end `model` with a vector (its classifier).
+
+    Where an output comes from a nested model, that model's own vector
+    outputs are the ones pinned; a nested model's outputs that feed later
+    layers (a pooled backbone under the user's head) are not.
+    """
     names = set()
     for tensor in keras.tree.flatten(model.outputs):
-        if len(tensor.shape) <= 2:
-            names.add(tensor._keras_history.operation.name)
-    for layer in model.layers:
+        layer = tensor._keras_history.operation
         if isinstance(layer, keras.Model) and hasattr(layer, "outputs"):
             names |= _pinned_outputs(layer)
+        elif len(tensor.shape) <= 2:
+            names.add(layer.name)
     return names
 
 

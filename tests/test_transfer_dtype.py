@@ -206,3 +206,25 @@ def test_the_export_of_a_mixed_precision_model_serves_float32_probabilities(poli
     probabilities = served["probabilities"]
     assert probabilities.dtype == tf.float32
     np.testing.assert_allclose(probabilities.numpy().sum(axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
+def test_with_dtype_policy_rebuilds_a_network_nested_in_a_users_model(policy):
+    keras.config.set_dtype_policy("float32")
+    backbone = FAMILIES["wrn10_1"](include_top=False, pooling="avg", input_shape=(SIZE, SIZE, 3))
+    inputs = keras.Input((SIZE, SIZE, 3))
+    outputs = keras.layers.Dense(3, activation="softmax", name="mine")(backbone(inputs))
+    wrapper = keras.Model(inputs, outputs)
+    keras.config.set_dtype_policy(policy)
+    rebuilt = keras_resnets.with_dtype_policy(wrapper)
+    inner = rebuilt.layers[1]
+    assert isinstance(inner, keras_resnets.Network) and inner.feature_info == backbone.feature_info
+    check_policies(inner, policy, classifier=False)
+    assert rebuilt.get_layer("mine").dtype_policy.name == "float32"
+    np.testing.assert_allclose(
+        check_probabilities(rebuilt),
+        wrapper.predict(
+            np.random.default_rng(0).uniform(size=(3, SIZE, SIZE, 3)).astype("float32"), verbose=0
+        ),
+        atol=0.05,
+    )
