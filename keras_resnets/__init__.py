@@ -8,8 +8,8 @@ Every builder has the keras.applications signature::
 `list_models()` names them all and `get_model(name, **kwargs)` builds one by
 name. `preprocess_input` and `decode_predictions` go with the pretrained
 ImageNet weights (`weights="imagenet"`). `export_saved_model` writes a
-TensorFlow Serving export; `feature_extractor`, `freeze` and `replace_head`
-are the transfer-learning helpers.
+TensorFlow Serving export; `feature_extractor`, `freeze`, `replace_head`,
+`stage_outputs` and `with_dtype_policy` are the transfer-learning helpers.
 """
 
 __version__ = "0.1.0"
@@ -26,6 +26,7 @@ from keras_resnets.transfer import (  # noqa: E402
     freeze,
     replace_head,
     stage_outputs,
+    with_dtype_policy,
 )
 from keras_resnets.utils import find_layer  # noqa: E402
 
@@ -42,5 +43,6 @@ __all__ = [
     "replace_head",
     "stage_outputs",
     "survival_probabilities",
+    "with_dtype_policy",
     *_model_names,
 ]

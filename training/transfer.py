@@ -36,7 +36,10 @@ def transfer_model(
         freeze_batchnorm: see `keras_resnets.freeze`.
 
     Returns:
-        A functional `keras.Model` (uncompiled).
+        A functional `keras.Model` (uncompiled), rebuilt under the current
+        dtype policy (`keras.config.dtype_policy()`, which the trainer sets
+        from `--mixed-precision`) with the trained weights: the backbone
+        computes in that policy and the classifier in float32.
 
     Raises:
         ValueError: the file is missing or unreadable (named), or the model
@@ -59,6 +62,9 @@ def transfer_model(
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any loading failure names the file
         raise ValueError(f"`transfer_from` file {path!r} cannot be loaded: {exc}") from exc
+    # A .keras file restores each layer's dtype policy as it was saved; the run
+    # computes in its own policy (`--mixed-precision`), classifier in float32.
+    model = keras_resnets.with_dtype_policy(model, keras.config.dtype_policy())
 
     height, width, have_channels = model.input_shape[1:]
     if have_channels != channels:

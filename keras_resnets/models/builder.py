@@ -1,7 +1,9 @@
 """The one shared builder: input validation, input, body, head, pooling, weights.
 
-Every family turns its spec into a `body(x) -> features` function and calls
-`build_model`; nothing else in the package creates inputs or heads.
+Every family turns its spec into a `body(x) -> (features, feature_info)`
+function and calls `build_model`; nothing else in the package creates inputs
+or heads. The body records its stem and stages while it builds them
+(`stage_info`), so `feature_info` is what was built, never a guess from names.
 """
 
 from __future__ import annotations
@@ -22,6 +24,51 @@ _RECURSION_LIMIT = 30_000
 def _ensure_recursion_limit() -> None:
     if sys.getrecursionlimit() < _RECURSION_LIMIT:
         sys.setrecursionlimit(_RECURSION_LIMIT)
+
+
+CLASSIFIER_NAME = "head_fc"
+
+
+def stage_info(name: str, tensor, reduction: int) -> dict:
+    """One `feature_info` entry, recorded by a family's body as it builds a stage.
+
+    Args:
+        name: the stage name (`"stem"`, `"stage2"`, ...).
+        tensor: the Keras tensor that ends the stage; the layer that made it
+            is the entry's `layer`.
+        reduction: the stride of `tensor` relative to the body's input.
+
+    Returns:
+        `{"name", "layer", "channels", "reduction"}`.
+    """
+    layer = tensor._keras_history.operation
+    if not isinstance(layer, keras.layers.Layer):  # pragma: no cover - a builder bug
+        raise TypeError(f"Stage {name!r} must end with a Keras layer, got {layer!r}.")
+    return {
+        "name": name,
+        "layer": layer.name,
+        "channels": int(tensor.shape[-1]),
+        "reduction": int(reduction),
+    }
+
+
+def classifier(x, classes: int, activation="softmax", name: str = CLASSIFIER_NAME):
+    """The dense classifier of every model, fresh or from `replace_head`.
+
+    It computes in float32 under any dtype policy, as Keras's mixed-precision
+    guide and keras.applications do, so that probabilities are float32 (rows
+    sum to 1 within float32 precision); it is a tiny share of the compute.
+
+    Args:
+        x: the pooled features (rank 2).
+        classes: number of outputs.
+        activation: the classifier activation (None for logits).
+        name: the layer name (`head_fc`).
+
+    Returns:
+        The classifier's output tensor, float32.
+    """
+    return keras.layers.Dense(classes, activation=activation, name=name, dtype="float32")(x)
 
 
 def _validate_activation(classifier_activation):
@@ -141,7 +188,9 @@ def build_model(
     """Validate the keras.applications arguments and assemble the model.
 
     Args:
-        body: maps the input tensor to the last feature map (stem and stages).
+        body: maps the input tensor to `(features, feature_info)`: the last
+            feature map and the entries (`stage_info`) of the stem and every
+            stage, recorded while building them.
         name: the Keras model name.
         model_name: the registry name (for pretrained weights and errors).
         default_size: default square input size.
@@ -153,7 +202,7 @@ def build_model(
             `model_name` (see `keras_resnets.weights.pretrained`).
 
     Returns:
-        A functional `keras.Model`.
+        A `Network` (functional `keras.Model`) carrying the body's `feature_info`.
     """
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
@@ -191,23 +240,18 @@ def build_model(
         x = input_tensor
         inputs = keras.utils.get_source_inputs(input_tensor)
 
-    x = body(x)
+    x, feature_info = body(x)
 
     if include_top:
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-        # The classifier runs in float32 under mixed precision so that
-        # probabilities are exact; it is a tiny share of the compute.
-        dtype = "float32" if keras.config.dtype_policy().compute_dtype != "float32" else None
-        x = keras.layers.Dense(
-            classes, activation=classifier_activation, name="head_fc", dtype=dtype
-        )(x)
+        x = classifier(x, classes, classifier_activation)
     elif pooling == "avg":
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name="head_pool")(x)
 
     _ensure_recursion_limit()
-    model = Network(inputs, x, name=name)
+    model = Network(inputs, x, name=name, feature_info=feature_info)
     if pretrained is not None:
         from keras_resnets.weights.pretrained import load_pretrained
 

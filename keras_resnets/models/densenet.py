@@ -24,7 +24,7 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers import DenseBlock
-from keras_resnets.models.builder import application_builder, build_model
+from keras_resnets.models.builder import application_builder, build_model, stage_info
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_fraction, check_int
 
@@ -174,13 +174,22 @@ def transition_block(x, compression: float, *, name: str, dropout: float = 0.0):
 
 
 def densenet_body(spec: DenseNetSpec, *, dropout: float = 0.0, memory_efficient: bool = False):
-    """Return `body(x)`: stem, dense blocks and transitions, final BN-ReLU."""
+    """Return `body(x) -> (features, feature_info)`: stem, dense blocks and transitions,
+    final BN-ReLU.
+
+    Each dense block `block{i}` ends a stage: `stage{i + 1}` on ImageNet
+    models (after a stride-4 stem, so that block 1 is C2), `stage{i}` on CIFAR
+    models; the transition before a block belongs to that block's stage.
+    """
 
     def body(x):
         if spec.stem == "imagenet":
             x = blocks.imagenet_stem(x, spec.stem_width)
+            reduction, first_stage = 4, 2
         else:
             x = blocks.cifar_stem(x, spec.stem_width, preact=True)
+            reduction, first_stage = 1, 1
+        feature_info = [stage_info("stem", x, reduction)]
         for index, size in enumerate(spec.block_sizes, start=1):
             x = DenseBlock(
                 num_layers=size,
@@ -193,12 +202,14 @@ def densenet_body(spec: DenseNetSpec, *, dropout: float = 0.0, memory_efficient:
                 momentum=blocks.BN_MOMENTUM,
                 name=f"block{index}",
             )(x)
+            feature_info.append(stage_info(f"stage{index - 1 + first_stage}", x, reduction))
             if index < len(spec.block_sizes):
+                reduction *= 2
                 x = transition_block(
                     x, spec.compression, name=f"transition{index}", dropout=dropout
                 )
         x = blocks.batch_norm(x, name="final_bn")
-        return blocks.relu(x, name="final_relu")
+        return blocks.relu(x, name="final_relu"), feature_info
 
     return body
 

@@ -13,7 +13,7 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers.highway import default_transform_bias
-from keras_resnets.models.builder import application_builder, build_model
+from keras_resnets.models.builder import application_builder, build_model, stage_info
 from keras_resnets.models.registry import register_model
 from keras_resnets.models.resnet import ResNetSpec
 from keras_resnets.utils import check_choice, check_int
@@ -57,10 +57,11 @@ def highway_body(
     gate_kernel_size: int,
     shortcut: str,
 ):
-    """Return `body(x)`: the CIFAR stem and the stages of highway layers."""
+    """Return `body(x) -> (features, feature_info)`: the CIFAR stem and the highway stages."""
 
     def body(x):
         x = blocks.cifar_stem(x, spec.stem_width)
+        feature_info = [stage_info("stem", x, 1)]
         for stage_index, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
             for layer_index in range(depth):
                 x = blocks.highway_layer(
@@ -74,7 +75,9 @@ def highway_body(
                     gate_kernel_size=gate_kernel_size,
                     shortcut_option=shortcut,
                 )
-        return x
+            stage = f"stage{stage_index + spec.first_stage}"
+            feature_info.append(stage_info(stage, x, 2**stage_index))
+        return x, feature_info
 
     return body
 

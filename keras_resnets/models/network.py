@@ -5,11 +5,11 @@ It is a plain functional model (same graph, layers, weights, `summary()`,
 builder knows and the helpers need, and keeps them through `get_config`, so
 they survive a `.keras` round trip:
 
-- `feature_info`: the stages recorded while the body was built (as timm's
-  `feature_info` and keras-hub's `pyramid_outputs`), one dict per stage with
-  `name` (`"stage2"`), `layer` (the name of the layer whose output ends the
-  stage), `channels` and `reduction` (the stage output's stride relative to
-  the input). The transfer helpers, the analysis tools and the export read
+- `feature_info`: the stem and the stages recorded while the body was built
+  (as timm's `feature_info` and keras-hub's `pyramid_outputs`), one dict
+  each, the stem first, with `name` (`"stem"`, `"stage2"`), `layer` (the
+  name of the layer whose output ends it), `channels` and `reduction` (its
+  output's stride relative to the input). The transfer helpers, the analysis tools and the export read
   it instead of guessing from layer names.
 - `preprocessing`: None, or the normalisation the model expects,
   `{"mean": [...], "std": [...], "scale": float}` (pixels in [0, 255] are

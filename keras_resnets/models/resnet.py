@@ -17,7 +17,7 @@ from keras_resnets.layers.stochastic_depth import (
     STOCHASTIC_DEPTH_OPTIONS,
     stochastic_depth_schedule,
 )
-from keras_resnets.models.builder import application_builder, build_model
+from keras_resnets.models.builder import application_builder, build_model, stage_info
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
 from keras_resnets.weights.pretrained import available_weights
@@ -166,7 +166,10 @@ def resnet_body(
     gate_bias: float = blocks.GATE_BIAS,
     stochastic_depth: list[dict | None] | None = None,
 ):
-    """Return `body(x)` building the stem and all stages of `spec`.
+    """Return `body(x) -> (features, feature_info)`: the stem and all stages of `spec`.
+
+    `feature_info` records the stem and each stage (its last block's output)
+    as they are built (`stage_info`).
 
     `stochastic_depth` holds one entry per block of the network, in order
     (see `stochastic_depth_schedule`); None builds every block flat.
@@ -188,7 +191,11 @@ def resnet_body(
     def body(x):
         stem = blocks.imagenet_stem if spec.stem == "imagenet" else blocks.cifar_stem
         x = stem(x, spec.stem_width, preact=not stem_activates)
+        reduction = 4 if spec.stem == "imagenet" else 1
+        feature_info = [stage_info("stem", x, reduction)]
         for stage_index, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
+            if stage_index > 0:
+                reduction *= 2
             for block_index in range(depth):
                 strides = 2 if stage_index > 0 and block_index == 0 else 1
                 name = f"stage{stage_index + spec.first_stage}_block{block_index + 1}"
@@ -216,9 +223,11 @@ def resnet_body(
                         implementation=implementation,
                         **common,
                     )
+            stage = f"stage{stage_index + spec.first_stage}"
+            feature_info.append(stage_info(stage, x, reduction))
         if preact:
             x = blocks.preactivation(x, unit=unit, name="post")
-        return x
+        return x, feature_info
 
     return body
 

@@ -19,7 +19,7 @@ from keras_resnets.layers.stochastic_depth import (
     STOCHASTIC_DEPTH_OPTIONS,
     stochastic_depth_schedule,
 )
-from keras_resnets.models.builder import application_builder, build_model
+from keras_resnets.models.builder import application_builder, build_model, stage_info
 from keras_resnets.models.registry import register_model
 from keras_resnets.utils import check_fraction, check_int
 
@@ -207,6 +207,7 @@ def WideResNet(
 
     def body(x):
         x = blocks.cifar_stem(x, 16, preact=True)
+        feature_info = [stage_info("stem", x, 1)]
         for stage, base in enumerate((16, 32, 64)):
             for index in range(n):
                 strides = 2 if stage > 0 and index == 0 else 1
@@ -218,8 +219,9 @@ def WideResNet(
                     dropout_rate=dropout_rate,
                     stochastic_depth=next(schedule),
                 )
+            feature_info.append(stage_info(f"stage{stage + 1}", x, 2**stage))
         x = blocks.batch_norm(x, name="post_bn")
-        return blocks.relu(x, name="post_relu")
+        return blocks.relu(x, name="post_relu"), feature_info
 
     return build_model(
         body=body,
