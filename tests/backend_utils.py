@@ -110,3 +110,28 @@ def gradients_of_weighted_sum(layer, x: np.ndarray, probe: np.ndarray, training:
     (y * torch.tensor(probe)).sum().backward()
     grad_w = [v.value.grad.detach().cpu().numpy() for v in variables]
     return y.detach().cpu().numpy(), xt.grad.numpy(), grad_w
+
+
+def stochastic_depth_families() -> dict:
+    """A tiny builder for every registered family that takes `drop_path_rate`.
+
+    Keys are the registry's family labels (`model_info(name).family`);
+    `tests/test_stochastic_depth.py` checks that these are exactly the
+    families whose registered models accept `drop_path_rate`, so a new
+    family with stochastic depth must add its row here. The Wide ResNet row
+    has dropout inside its branches (a seed generator in the skipped work).
+    """
+    import keras_resnets
+
+    return {
+        "ResNet v1": lambda **kw: keras_resnets.CifarResNet(depth=8, **kw),
+        "ResNet v2 (pre-activation)": lambda **kw: keras_resnets.CifarResNet(
+            depth=8, unit="full_preactivation", **kw
+        ),
+        "ResNeXt": lambda **kw: keras_resnets.CifarResNeXt(
+            depth=11, cardinality=2, base_width=4, **kw
+        ),
+        "Wide ResNet": lambda **kw: keras_resnets.WideResNet(
+            depth=10, width=1, dropout_rate=0.3, **kw
+        ),
+    }

@@ -264,3 +264,137 @@ def test_memory_efficient_densenet_trains_like_the_plain_one():
     for plain, lean in zip(weights[0][1], weights[1][1], strict=True):
         np.testing.assert_allclose(lean, plain, atol=1e-4, rtol=1e-4)
     assert any(not np.allclose(a, b) for a, b in zip(weights[0][0], weights[0][1], strict=True))
+
+
+# ---- stochastic depth under fit, every family that takes it -----------------
+
+
+def _values(variables) -> list[np.ndarray]:
+    return [np.array(keras.ops.convert_to_numpy(v)) for v in variables]
+
+
+def _changed(before, after) -> list[bool]:
+    return [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
+
+
+def _stochastic_depth_cases():
+    from backend_utils import stochastic_depth_families
+
+    return [
+        pytest.param(family, mode, id=f"{family}-{mode}")
+        for family in stochastic_depth_families()
+        for mode in ("batch", "sample")
+    ]
+
+
+@pytest.mark.parametrize("family, mode", _stochastic_depth_cases())
+def test_fit_with_stochastic_depth_updates_only_the_blocks_that_ran(family, mode):
+    """fit trains here; a dropped block's weights, BN statistics and seeds stay put.
+
+    In batch mode a block either ran (every weight of its branch moved, its
+    BatchNormalization statistics moved, its dropout seed advanced) or was
+    dropped (all of them unchanged); both happen. In sample mode every
+    branch runs on every step, so its statistics always move. (On PyTorch an
+    unseeded `Dropout` draws from torch's global generator, not from its
+    seed generator, so there the seed state does not move.)
+    """
+    from backend_utils import stochastic_depth_families
+
+    from keras_resnets import StochasticDepth
+
+    keras.utils.set_random_seed(0)
+    model = stochastic_depth_families()[family](
+        input_shape=(8, 8, 3),
+        classes=3,
+        drop_path_rate=0.8,
+        stochastic_depth_mode=mode,
+        stochastic_depth_seed=1,
+    )
+    gates = [layer for layer in model.layers if isinstance(layer, StochasticDepth)]
+    assert gates
+    model.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 8, 8, 3)).astype("float32")
+    y = np.arange(8) % 3
+    seen = set()
+    for _ in range(4):
+        before = [(_values(g.branch.trainable_variables), _values(_state(g))) for g in gates]
+        history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        assert np.isfinite(history.history["loss"][0])
+        for gate, (weights, state) in zip(gates, before, strict=True):
+            moved = _changed(weights, _values(gate.branch.trainable_variables))
+            state_moved = _changed(state, _values(_state(gate)))
+            assert state_moved, gate.name
+            if mode == "sample":
+                # Every branch ran; its weights stay only if all 8 examples were dropped.
+                assert all(state_moved) and (all(moved) or not any(moved)), gate.name
+                seen.add("ran")
+            elif any(moved):
+                assert all(moved) and all(state_moved), gate.name
+                seen.add("ran")
+            else:
+                assert not any(state_moved), gate.name
+                seen.add("dropped")
+    assert seen == ({"ran", "dropped"} if mode == "batch" else {"ran"})
+
+
+def _state(gate) -> list:
+    """A branch's non-trainable state: BN statistics, and seed states where they move."""
+    seeded = BACKEND != "torch" or any(
+        isinstance(layer, keras.layers.Dropout) and layer.seed is not None
+        for layer in gate.branch._flatten_layers()
+    )
+    return [
+        v for v in gate.branch.non_trainable_variables if seeded or "seed_generator" not in v.path
+    ]
+
+
+class _CallCounter(keras.layers.Layer):
+    """Identity that counts the Python calls made while the step executes."""
+
+    calls = 0
+
+    def call(self, inputs):
+        type(self).calls += 1
+        return inputs
+
+
+def test_stochastic_depth_batch_mode_skips_the_dropped_branch_here():
+    """The dropped branch is not computed: a real conditional on every backend.
+
+    TensorFlow: the branch's convolution is only inside the `If` op (see
+    also tests/test_stochastic_depth.py). JAX: only inside the `cond` of the
+    traced step (XLA runs one side). PyTorch (eager): the branch's Python
+    code runs exactly on the kept draws.
+    """
+    from keras_resnets import StochasticDepth
+
+    inputs = keras.Input((4, 4, 3))
+    h = keras.layers.Conv2D(3, 3, padding="same", name="c")(_CallCounter(name="count")(inputs))
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    layer = StochasticDepth(keras.Model(inputs, h), survival_probability=0.5, seed=5)
+    layer.build((None, 4, 4, 3))
+    x = np.random.default_rng(2).standard_normal((2, 4, 4, 3)).astype("float32")
+    if BACKEND == "jax":
+        import jax
+
+        jaxpr = jax.make_jaxpr(lambda t, tv, ntv: layer.stateless_call(tv, ntv, t, training=True))(
+            x, _values(layer.trainable_variables), _values(layer.non_trainable_variables)
+        )
+        top = [eqn.primitive.name for eqn in jaxpr.jaxpr.eqns]
+        assert "cond" in top and "conv_general_dilated" not in top
+        assert "conv_general_dilated" in str(jaxpr)
+    elif BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(lambda t: layer(t, training=True))
+        graph = step.get_concrete_function(tf.TensorSpec(x.shape, tf.float32)).graph
+        ops_here = {op.type for op in graph.get_operations()}
+        assert ops_here & {"If", "StatelessIf"} and "Conv2D" not in ops_here
+    else:
+        _CallCounter.calls = 0
+        kept = 0
+        for _ in range(16):
+            y = keras.ops.convert_to_numpy(layer(x, training=True))
+            kept += not np.array_equal(y, x)
+        assert 0 < kept < 16 and _CallCounter.calls == kept

@@ -455,3 +455,29 @@ def test_imagenet_bottleneck_network_gates_every_block():
     ]
     with pytest.raises(ValueError, match="No layer named 'stage9_block1_conv1'"):
         find_layer(model, "stage9_block1_conv1")
+
+
+def test_the_multibackend_fit_test_covers_every_family_with_drop_path_rate():
+    """`backend_utils.stochastic_depth_families` has a row for each registry family that
+    takes `drop_path_rate` (its smallest model builds with it); the others refuse it."""
+    from backend_utils import stochastic_depth_families
+
+    from keras_resnets.models.registry import model_info
+
+    smallest: dict[str, str] = {}
+    for name in keras_resnets.list_models():
+        family = model_info(name).family
+        if (
+            family not in smallest
+            or model_info(name).num_params < model_info(smallest[family]).num_params
+        ):
+            smallest[family] = name
+    takes = set()
+    for family, name in smallest.items():
+        try:
+            keras_resnets.get_model(name, drop_path_rate=0.5, classes=3)
+        except (TypeError, ValueError) as error:
+            assert "drop_path_rate" in str(error), (name, error)
+        else:
+            takes.add(family)
+    assert takes == set(stochastic_depth_families())

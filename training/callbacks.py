@@ -4,8 +4,10 @@
 `keras.callbacks.BackupAndRestore` restarts an interrupted epoch from its
 first batch (so a resumed run takes more optimizer steps than an
 uninterrupted one) and writes its files in place (a kill during the write
-leaves a broken backup). `StepBackup` saves the model weights, the optimizer
-state and the step in ONE file, written to a temporary name and renamed, so
+leaves a broken backup). `StepBackup` saves the whole training state (every
+variable training changes: weights, BatchNormalization statistics, seed
+generator states, optimizer variables and iterations, the loss scale; see
+`training_state`) and the step in ONE file, written to a temporary name and renamed, so
 the backup on disk is always complete; with the trainer's step-indexed input
 pipeline a resumed run continues from exactly the saved step.
 """
@@ -61,18 +63,115 @@ def _all_finite(arrays) -> bool:
     return all(np.all(np.isfinite(a)) for a in arrays if np.issubdtype(a.dtype, np.floating))
 
 
-def _optimizer_variables(optimizer):
-    return list(optimizer.variables)
+def training_state(model: keras.Model) -> list[tuple[str, keras.Variable]]:
+    """Every variable that training changes, each once, in a fixed order, named.
+
+    A generic walk over what Keras tracks, not a list of special cases:
+
+    - `model.variables`: the weights, the BatchNormalization statistics and
+      the state of every `keras.random.SeedGenerator` in the model
+      (StochasticDepth draws, Dropout masks), nested sub-models included;
+    - `model.optimizer.variables`: the iteration count, the slots (momentum,
+      Adam moments) and, under a mixed precision policy, the
+      `LossScaleOptimizer`'s loss scale and step counter with its inner
+      optimizer's variables.
+
+    Metric variables are left out: `fit` resets them at the start of every
+    epoch, and a resumed run starts a new `fit`.
+
+    Args:
+        model: a compiled model whose optimizer is built.
+
+    Returns:
+        `(name, variable)` pairs; the name is `"model/<path>"` or
+        `"optimizer/<path>"`.
+    """
+    entries: list[tuple[str, keras.Variable]] = []
+    seen: set[int] = set()
+    groups = [("model", model.variables)]
+    if getattr(model, "optimizer", None) is not None:
+        groups.append(("optimizer", model.optimizer.variables))
+    for kind, variables in groups:
+        for variable in variables:
+            if id(variable) not in seen:
+                seen.add(id(variable))
+                entries.append((f"{kind}/{variable.path}", variable))
+    return entries
+
+
+def _global_seed_generator():
+    """Keras's global `SeedGenerator` (unseeded `keras.random` calls), if one exists."""
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    return global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
+
+
+def _framework_rng_state() -> dict:
+    """Generator states outside Keras's variables that the model's layers draw from.
+
+    On PyTorch an unseeded `keras.layers.Dropout` draws its masks from
+    torch's global generator (not from its `SeedGenerator`); unseeded
+    `keras.random` calls draw from Keras's global `SeedGenerator`.
+    """
+    arrays = {}
+    generator = _global_seed_generator()
+    if generator is not None:
+        arrays["rng_keras_global"] = np.asarray(keras.ops.convert_to_numpy(generator.state))
+    if keras.backend.backend() == "torch":
+        import torch
+
+        arrays["rng_torch_cpu"] = torch.get_rng_state().numpy()
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                arrays[f"rng_torch_cuda{i}"] = state.numpy()
+    return arrays
+
+
+def _restore_framework_rng_state(data) -> None:
+    if "rng_keras_global" in data.files:
+        from keras.src.random.seed_generator import global_seed_generator
+
+        global_seed_generator().state.assign(data["rng_keras_global"])
+    if keras.backend.backend() == "torch" and "rng_torch_cpu" in data.files:
+        import torch
+
+        torch.set_rng_state(torch.from_numpy(data["rng_torch_cpu"].copy()))
+        cuda = sorted(k for k in data.files if k.startswith("rng_torch_cuda"))
+        if cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(
+                [torch.from_numpy(data[k].copy()) for k in cuda][: torch.cuda.device_count()]
+            )
+
+
+def _signature(entries) -> list[list]:
+    """What must match between a backup and a model: each variable's own name
+    (not its path: models and optimizers built twice in one process get
+    numbered names), shape and dtype, in order."""
+    return [[v.name, list(v.shape), str(v.dtype)] for _, v in entries]
 
 
 def save_state(path: str, model: keras.Model, step: int, history: dict) -> None:
-    """Save weights, optimizer state, step and history in one `.npz`, atomically."""
-    arrays = {f"w{i}": np.asarray(v) for i, v in enumerate(model.get_weights())}
-    for i, v in enumerate(_optimizer_variables(model.optimizer)):
-        arrays[f"o{i}"] = np.asarray(keras.ops.convert_to_numpy(v))
-    arrays["meta"] = np.frombuffer(
-        json.dumps({"step": int(step), "history": history}).encode(), dtype=np.uint8
-    )
+    """Save the whole training state, the step and the history in one `.npz`, atomically.
+
+    The state is `training_state(model)` (weights, BN statistics, seed
+    generator states, optimizer variables and iterations, loss-scale state)
+    plus the random generators outside it (`_framework_rng_state`), with a
+    manifest of the variables' names, shapes and dtypes that `load_state`
+    checks.
+    """
+    entries = training_state(model)
+    arrays = {
+        f"v{i}": np.asarray(keras.ops.convert_to_numpy(v)) for i, (_, v) in enumerate(entries)
+    }
+    arrays.update(_framework_rng_state())
+    record = {
+        "step": int(step),
+        "history": history,
+        "variables": _signature(entries),
+        "paths": [name for name, _ in entries],
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
 
     def write(tmp):
         with open(tmp, "wb") as f:
@@ -82,7 +181,7 @@ def save_state(path: str, model: keras.Model, step: int, history: dict) -> None:
 
 
 def read_meta(path: str) -> dict:
-    """The `{"step", "history"}` record of a state file."""
+    """The `{"step", "history", "variables", "paths"}` record of a state file."""
     with np.load(path) as data:
         return json.loads(bytes(data["meta"]).decode())
 
@@ -90,28 +189,51 @@ def read_meta(path: str) -> dict:
 def load_state(path: str, model: keras.Model) -> dict:
     """Restore what `save_state` wrote into `model` (and its optimizer).
 
+    Every variable of `training_state(model)` is restored, or none is: the
+    backup's list of variables (names, shapes, dtypes) must be the model's.
+
     Returns:
-        The `{"step", "history"}` record.
+        The `{"step", "history", "variables", "paths"}` record.
 
     Raises:
-        ValueError: the file does not match the model, naming the file.
+        ValueError: the file does not hold this model's training state
+            (another recipe or model, or a backup written before the whole
+            state was saved), naming the file and the first difference.
     """
+    entries = training_state(model)
     with np.load(path) as data:
-        weights = [data[f"w{i}"] for i in range(len(model.weights))]
-        opt_vars = _optimizer_variables(model.optimizer)
-        names = [k for k in data.files if k.startswith("o")]
-        if len(names) != len(opt_vars) or f"w{len(model.weights)}" in data.files:
-            raise ValueError(
-                f"Backup {path} does not match this model/optimizer (different recipe?). "
-                "Start a fresh run in another --output-dir."
-            )
-        try:
-            model.set_weights(weights)
-        except ValueError as error:
-            raise ValueError(f"Backup {path} does not match this model: {error}") from error
-        for i, v in enumerate(opt_vars):
-            v.assign(data[f"o{i}"])
         meta = json.loads(bytes(data["meta"]).decode())
+        saved = meta.get("variables")
+        if saved is None:
+            raise ValueError(
+                f"Backup {path} holds only the weights and the optimizer (written by an "
+                "older keras_resnets without the seed generator states), so a resumed run "
+                "could not repeat the uninterrupted one. Start a fresh run in another "
+                "--output-dir."
+            )
+        expected = _signature(entries)
+        if saved != expected:
+            paths = meta.get("paths", [entry[0] for entry in saved])
+            here = [name for name, _ in entries]
+            index = next(
+                (i for i, (a, b) in enumerate(zip(saved, expected, strict=False)) if a != b),
+                min(len(saved), len(expected)),
+            )
+            first = (
+                f"variable {index}: {paths[index] if index < len(paths) else 'none'} "
+                f"{saved[index][1:] if index < len(saved) else ''} in the backup, "
+                f"{here[index] if index < len(here) else 'none'} "
+                f"{expected[index][1:] if index < len(expected) else ''} here"
+            )
+            raise ValueError(
+                f"Backup {path} does not match this model/optimizer (different recipe?): "
+                f"{len(saved)} variables in the backup, {len(expected)} in the model and "
+                f"its optimizer; first difference at {first}. Start a fresh run in another "
+                "--output-dir."
+            )
+        for i, (_, variable) in enumerate(entries):
+            variable.assign(data[f"v{i}"])
+        _restore_framework_rng_state(data)
     return meta
 
 
@@ -189,6 +311,33 @@ class StepBackup(keras.callbacks.Callback):
         finite = loss is None or math.isfinite(float(loss))
         if self.write and self.checkpoint_path and finite and self.last_saved_step == self._step():
             atomic_write(self.checkpoint_path, self.base_model.save)
+
+
+class TorchStepSeed(keras.callbacks.Callback):
+    """On PyTorch, seed torch's global generator from `(seed, step)` before every step.
+
+    An unseeded `keras.layers.Dropout` on PyTorch draws its masks from
+    torch's global generator, which Keras's torch trainer also advances
+    whenever it starts iterating the data (once per epoch, and once more
+    before the first epoch of each `fit` call). Restoring the generator's
+    saved state therefore does not put a resumed run on the uninterrupted
+    run's draws. Seeding it from the step instead makes the draws of step s
+    depend only on `(seed, s)`, as the trainer's input pipeline does, so a
+    resumed run repeats them exactly.
+
+    Args:
+        seed: the run's seed (`train.seed`).
+    """
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        import torch
+
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        torch.manual_seed((self.seed * 1_000_003 + step) % 2**63)
 
 
 class StopOnNaN(keras.callbacks.Callback):

@@ -500,6 +500,8 @@ def run(
         )
         nan_stop = cb.StopOnNaN()
         callbacks: list = [nan_stop, cb.LearningRateLogger()]
+        if backend == "torch":
+            callbacks.insert(0, cb.TorchStepSeed(seed))
         if is_chief:
             callbacks.append(
                 keras.callbacks.CSVLogger(os.path.join(output_dir, "log.csv"), append=resume)

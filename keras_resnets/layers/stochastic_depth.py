@@ -5,9 +5,11 @@ small functional sub-model) and adds its output to the shortcut. In training
 it drops the branch at random:
 
 - `mode="batch"` (the paper): one draw per mini-batch. A dropped block runs
-  through `keras.ops.cond`, which on TensorFlow becomes a `tf.cond` inside the
-  traced training step: the branch's forward pass, its backward pass and its
-  BatchNormalization statistics updates are all skipped on that step.
+  through `keras.ops.cond` (a `tf.cond` in a traced TensorFlow step,
+  `lax.cond` on JAX, a Python `if` on PyTorch): the branch's forward pass,
+  its backward pass and its BatchNormalization statistics updates are all
+  skipped on that step. The branch runs statelessly inside the conditional
+  and its new state is assigned after it, so this works on every backend.
 - `mode="sample"` (drop path, as timm and the TF Model Garden): one draw per
   example. The branch always runs and is multiplied by a 0/1 mask; this saves
   no time but keeps the gradient of every example in large or distributed
@@ -157,10 +159,11 @@ class StochasticDepth(keras.layers.Layer):
 
     - `mode="batch"`: one Bernoulli(p) draw per call (per mini-batch). If the
       block is dropped the output is the shortcut alone and `branch` is not
-      run: the choice is a `keras.ops.cond`, a `tf.cond` in a traced
-      TensorFlow step, so neither the branch's forward nor its backward pass
-      is computed and BatchNormalization layers inside it keep their moving
-      statistics. Dropped branch weights get zero gradient.
+      run: the choice is a `keras.ops.cond` (`tf.cond` in a traced
+      TensorFlow step, `lax.cond` on JAX), so neither the branch's forward
+      nor its backward pass is computed, and BatchNormalization layers and
+      seed generators inside it keep their state. Dropped branch weights get
+      zero gradient.
     - `mode="sample"`: one draw per example; the branch always runs and its
       output is multiplied by the per-example 0/1 mask (drop path).
 
@@ -251,16 +254,44 @@ class StochasticDepth(keras.layers.Layer):
             return ops.add(shortcut, self._scaled_branch(x, 1.0, True))
         if self.mode == "batch":
             keep = keras.random.uniform((), seed=self.seed_generator) < p
-            return ops.cond(
-                keep,
-                lambda: ops.add(shortcut, self._scaled_branch(x, factor, True)),
-                lambda: shortcut,
-            )
+            return self._batch_call(keep, x, shortcut, factor)
         y = self.branch(x, training=True)
         mask_shape = (ops.shape(y)[0],) + (1,) * (len(y.shape) - 1)
         keep = keras.random.uniform(mask_shape, seed=self.seed_generator) < p
         mask = ops.cast(keep, y.dtype) * ops.cast(factor, y.dtype)
         return ops.add(shortcut, y * mask)
+
+    def _batch_call(self, keep, x, shortcut, factor: float):
+        """`shortcut + branch(x)` if `keep`, else `shortcut`, the branch not run.
+
+        The branch runs statelessly inside the conditional: it reads its
+        variables from explicit values and hands back the new values of its
+        non-trainable state (BatchNormalization statistics, seed generator
+        states) instead of assigning them. Both sides of the conditional
+        return that state (the dropped side unchanged) and it is assigned
+        after the conditional. Assigning a variable inside a branch of
+        `keras.ops.cond` leaks a tracer on JAX (`lax.cond`); this way the
+        same code trains on TensorFlow, JAX and PyTorch.
+        """
+        branch = self.branch
+        state_vars = branch.non_trainable_variables
+        trainable = [v.value for v in branch.trainable_variables]
+        state = [ops.cast(v.value, v.dtype) for v in state_vars]
+
+        def run():
+            y, new_state = branch.stateless_call(trainable, state, x, training=True)
+            if factor != 1.0:
+                y = y * ops.cast(factor, y.dtype)
+            out = ops.add(shortcut, y)
+            return out, [ops.cast(s, v.dtype) for s, v in zip(new_state, state_vars, strict=True)]
+
+        def skip():
+            return shortcut, list(state)
+
+        out, new_state = ops.cond(keep, run, skip)
+        for variable, value in zip(state_vars, new_state, strict=True):
+            variable.assign(value)
+        return out
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[1]) if _is_pair(input_shape) else tuple(input_shape)
