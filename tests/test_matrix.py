@@ -204,45 +204,10 @@ def refused_cells() -> list[dict]:
 # fault) a failure. A cell hit by several faults gets one mark naming them all.
 
 
-def _jax_tracer_error():
-    import jax
-
-    return jax.errors.UnexpectedTracerError
-
-
-KNOWN_FAULTS = (
-    (
-        2,
-        ("fit", "resume"),
-        lambda c: c["backend"] == "jax" and c["sd"] == "batch",
-        _jax_tracer_error,
-        "StochasticDepth batch mode on JAX: BatchNormalization updated inside "
-        "keras.ops.cond raises UnexpectedTracerError",
-    ),
-    (
-        3,
-        ("resume",),
-        lambda c: c["sd"] != "off",
-        lambda: AssertionError,  # the weights differ
-        "the backup lacks the seed generators' state: a resumed stochastic-depth run "
-        "draws again from the start and ends with other weights",
-    ),
-    (
-        4,
-        ("transfer",),
-        lambda c: c["policy"] != "float32",
-        lambda: AssertionError,  # a bfloat16 layer or output
-        "replace_head under a mixed policy builds a bfloat16 classifier (output not float32)",
-    ),
-    (
-        7,
-        ("transfer",),
-        lambda c: ROW[c["row"]].family == "Wide ResNet",
-        lambda: ValueError,  # "has no `stage{s}_block{b}_out` layers"
-        "transfer helpers find stages by layer names; WideResNet has no "
-        "stage{s}_block{b}_out layers",
-    ),
-)
+# Empty since the fixes of kinds 2, 3, 4 and 7 landed: every cell passes. An
+# entry is (kind, operations, predicate on the cell, callable returning the
+# exception type, reason).
+KNOWN_FAULTS: tuple = ()
 
 
 def _cell_id(cell: dict) -> str:
