@@ -124,6 +124,11 @@ def _page_results(page: str) -> dict:
             raise AssertionError(f"{page}: the driver failed\n{proc.stdout}\n{proc.stderr}")
         with open(results, encoding="utf-8") as f:
             found = {r["id"]: r for r in json.load(f)}
+        if os.environ.get("DOCS_TEST_KEEP"):  # a folder: keep each page's outputs there
+            os.makedirs(os.environ["DOCS_TEST_KEEP"], exist_ok=True)
+            keep = os.path.join(os.environ["DOCS_TEST_KEEP"], page.replace("/", "_") + ".json")
+            with open(keep, "w", encoding="utf-8") as f:
+                json.dump(found, f, indent=1)
     for b in blocks:
         found.setdefault(b.id, {"ok": False, "output": proc.stderr[-6000:], "seconds": 0})
     return found
