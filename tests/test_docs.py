@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,7 @@ def _listed(table: dict, block) -> str | None:
     return None
 
 
-PAGE_TIMEOUT = 900
+PAGE_TIMEOUT = 1800  # a page that does not finish fails its remaining blocks (cached)
 
 
 @functools.cache
@@ -111,26 +112,32 @@ def _page_results(page: str) -> dict:
             **{k: "localhost,127.0.0.1" for k in ("NO_PROXY", "no_proxy")},
         )
         env.pop("TFDS_DATA_DIR", None)
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [sys.executable, docs_blocks.__file__, spec, results],
             cwd=work,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
-            timeout=PAGE_TIMEOUT,
-            check=False,
+            start_new_session=True,
         )
-        if not os.path.exists(results):
-            raise AssertionError(f"{page}: the driver failed\n{proc.stdout}\n{proc.stderr}")
-        with open(results, encoding="utf-8") as f:
-            found = {r["id"]: r for r in json.load(f)}
+        try:
+            log, _ = proc.communicate(timeout=PAGE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            log, _ = proc.communicate()
+            log += f"\n{page}: the page did not finish in {PAGE_TIMEOUT} s; this block had not run"
+        found = {}
+        if os.path.exists(results):
+            with open(results, encoding="utf-8") as f:
+                found = {r["id"]: r for r in json.load(f)}
         if os.environ.get("DOCS_TEST_KEEP"):  # a folder: keep each page's outputs there
             os.makedirs(os.environ["DOCS_TEST_KEEP"], exist_ok=True)
             keep = os.path.join(os.environ["DOCS_TEST_KEEP"], page.replace("/", "_") + ".json")
             with open(keep, "w", encoding="utf-8") as f:
                 json.dump(found, f, indent=1)
     for b in blocks:
-        found.setdefault(b.id, {"ok": False, "output": proc.stderr[-6000:], "seconds": 0})
+        found.setdefault(b.id, {"ok": False, "output": log[-6000:], "seconds": 0})
     return found
 
 
