@@ -177,10 +177,12 @@ def test_harness_finds_every_fence():
         pytest.param(
             b,
             id=b.id,
-            marks=[pytest.mark.xfail(reason=PENDING[b.id], strict=True)] if b.id in PENDING else [],
+            marks=[pytest.mark.xfail(reason=_listed(PENDING, b), strict=True)]
+            if _listed(PENDING, b)
+            else [],
         )
         for b in RUN_BLOCKS
-        if b.id not in ALLOW_LIST
+        if not _listed(ALLOW_LIST, b)
     ],
 )
 def test_block_runs_as_written(block):
