@@ -26,6 +26,27 @@ from typing import Any
 
 from training import config as config_lib
 
+#: `KERAS_RESNETS_SMOKE=1` (any value but empty or 0): every run takes the small
+#: budget below, whatever the recipe and flags say, and says so. For checking
+#: that a command works (tests/test_docs.py runs the docs' commands with it),
+#: never for results.
+SMOKE_ENV = "KERAS_RESNETS_SMOKE"
+SMOKE_BUDGET = {
+    "train.epochs": 1,
+    "train.iterations": None,
+    "train.steps_per_epoch": 2,
+    "train.batch_size": 8,
+    "train.per_replica_batch_size": None,
+    "data.train_subset": 64,
+    "data.test_subset": 32,
+}
+
+
+def smoke_budget() -> bool:
+    """Whether `KERAS_RESNETS_SMOKE` asks for the small budget."""
+    return os.environ.get(SMOKE_ENV, "").strip() not in ("", "0")
+
+
 # Flags that `run()` accepts besides its named arguments (the CLI maps to them).
 FLAGS = {
     "data_dir": None,
@@ -110,6 +131,17 @@ def resolve(
             cli[key] = flags[flag]
     cfg = config_lib.apply_overrides(cfg, cli, "command line")
     cfg = config_lib.apply_overrides(cfg, overrides, "--set")
+    if smoke_budget():
+        budget = dict(SMOKE_BUDGET)
+        for key in ("data.train_subset", "data.test_subset"):
+            section, name = key.split(".")
+            if cfg[section][name] is not None:
+                budget[key] = min(cfg[section][name], budget[key])
+        cfg = config_lib.apply_overrides(cfg, budget, SMOKE_ENV)
+        print(
+            f"{SMOKE_ENV}={os.environ[SMOKE_ENV]}: small budget, not a real run: "
+            + ", ".join(f"{k}={v}" for k, v in budget.items())
+        )
     cfg["recipe"] = recipe
     train = cfg["train"]
     if (train["epochs"] is None) == (train["iterations"] is None):

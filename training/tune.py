@@ -189,7 +189,11 @@ def tune(
 
     from training import callbacks as cb
     from training import data as data_lib
-    from training.train import resolve
+    from training.train import SMOKE_ENV, resolve, smoke_budget
+
+    if smoke_budget() and max_trials > 2:
+        print(f"{SMOKE_ENV}: small budget, not a real search: max_trials=2 (asked {max_trials})")
+        max_trials = 2
 
     cfg = resolve(recipe, epochs=epochs, overrides=overrides, seed=seed)
     keras.utils.set_random_seed(seed)
