@@ -67,11 +67,7 @@ ALLOW_LIST = {
 #: Blocks that fail because of a fault another part of issue 15 fixes, keyed
 #: like ALLOW_LIST. Strict: once the fix is merged the block passes, the
 #: test XPASSes and fails, and the entry must go.
-PENDING = {
-    "docs/deployment.md :: --mean R,G,B": "`--mean R,G,B --std R,G,B` are placeholders to "
-    "copy from config.yaml by hand (argparse: expected comma-separated numbers); issue 15 "
-    "kind 5 makes the normalisation travel with the model and rewrites this block",
-}
+PENDING: dict[str, str] = {}  # page :: text -> reason, for blocks waiting on a fix (strict xfail)
 
 
 def _listed(table: dict, block) -> str | None:
