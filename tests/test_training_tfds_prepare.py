@@ -410,6 +410,7 @@ def test_imagenette_download_and_prepare_from_a_local_server(
         "data_dir": str(tmp_path / "d"),
         "image_size": 16,
         "augmentation": "imagenet",
+        "normalization": "imagenet",  # per_channel is refused on a streamed set
     }
     with _serve(served) as base:
         _point_module_at(monkeypatch, "imagenette", "_URL_PREFIX", base, served)

@@ -200,7 +200,9 @@ def test_the_export_of_a_mixed_precision_model_serves_float32_probabilities(poli
 
     model = keras_resnets.replace_head(FAMILIES["resnet8"](input_shape=(SIZE, SIZE, 3)), 5)
     check_policies(model, policy)
-    path = keras_resnets.export_saved_model(model, tmp_path / "export", warmup=False)
+    path = keras_resnets.export_saved_model(
+        model, tmp_path / "export", preprocessing="unit", warmup=False
+    )
     images = np.random.default_rng(0).uniform(0, 255, size=(3, SIZE, SIZE, 3)).astype("float32")
     served = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(images))
     probabilities = served["probabilities"]
