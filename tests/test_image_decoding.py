@@ -197,3 +197,40 @@ def test_folder_per_channel_normalisation_is_measured(files):
     assert imagenet.mean == data_lib.IMAGENET_MEAN and imagenet.std == data_lib.IMAGENET_STD
     with pytest.raises(ValueError, match="normalization"):
         data_lib._normalisation("per-channel", source.train, 3)
+
+
+def test_the_field_case_of_a_palette_bmp(tmp_path):
+    """../shared/cases/05-folder-palette-bmp.py, with the file's own colours as reference.
+
+    The case writes an 8x8 image of red, green, blue and (250, 250, 250) with
+    `convert("P")`, whose default web palette stores the light grey as
+    (255, 255, 255): that is the file's colour, and what must reach the model.
+    The three primaries are stored exactly and must arrive exactly.
+    """
+    colours = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [250, 250, 250]], "uint8")
+    rgb = np.kron(colours.reshape(2, 2, 3), np.ones((4, 4, 1), "uint8"))
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.fromarray(rgb[::-1]).save(tmp_path / split / cls / "x.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "val" / "a" / "y.bmp")
+    cfg = {
+        "dataset": "folder",
+        "data_dir": str(tmp_path),
+        "validation": "folder",
+        "image_size": 8,
+        "augmentation": "none",
+        "normalization": "none",
+        "flip": False,
+    }
+    source = data_lib.load_source(cfg)
+    paths = source.validation.images
+    index = [p.split("/")[-1] for p in paths].index("y.bmp")
+    batch = next(iter(data_lib.eval_dataset(source, source.validation, cfg, len(paths))))
+    got = np.round(batch[0].numpy()[index] * 255).astype(int)
+    stored = np.asarray(Image.open(tmp_path / "val" / "a" / "y.bmp").convert("RGB"))
+    np.testing.assert_array_equal(got, stored)
+    np.testing.assert_array_equal(got[:4, :4], rgb[:4, :4])  # red
+    np.testing.assert_array_equal(got[:4, 4:], rgb[:4, 4:])  # green
+    np.testing.assert_array_equal(got[4:, :4], rgb[4:, :4])  # blue
+    assert (got[4:, 4:] == 255).all()  # the web palette's nearest entry to 250
