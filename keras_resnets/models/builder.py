@@ -2,18 +2,20 @@
 
 Every family turns its spec into a `body(x) -> (features, feature_info)`
 function and calls `build_model`; nothing else in the package creates inputs
-or heads. The body records its stem and stages while it builds them
+or heads. The keras.applications arguments are named once,
+`APPLICATION_ARGUMENTS`; builders pass them on with `application_arguments`. The body records its stem and stages while it builds them
 (`stage_info`), so `feature_info` is what was built, never a guess from names.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 
 from keras_resnets.models.network import Network
+from keras_resnets.models.registry import Option
 
 _POOLINGS = (None, "avg", "max")
 # Keras walks a functional graph recursively (building, saving, cloning);
@@ -27,6 +29,51 @@ def _ensure_recursion_limit() -> None:
 
 
 CLASSIFIER_NAME = "head_fc"
+
+# The keras.applications arguments every builder takes, in signature order.
+APPLICATION_ARGUMENTS = (
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "name",
+)
+
+
+def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
+    """The stochastic-depth options every residual family takes (`STOCHASTIC_DEPTH_DOC`).
+
+    Args:
+        search: whether a hyper-parameter search tries `drop_path_rate`
+            (0, 0.2, 0.5); False for the plain networks, which refuse it.
+
+    Returns:
+        `{option: Option}` in the builders' order.
+    """
+    from keras_resnets.layers.stochastic_depth import MODES, SCALES
+
+    return {
+        "drop_path_rate": Option(0.0, search=(0.0, 0.2, 0.5) if search else ()),
+        "stochastic_depth_mode": Option("batch", MODES),
+        "stochastic_depth_scale": Option(None, (None, *SCALES)),
+        "stochastic_depth_seed": Option(None),
+    }
+
+
+def application_arguments(values: Mapping) -> dict:
+    """The keras.applications arguments out of a builder's `locals()`.
+
+    Args:
+        values: a mapping holding every name of `APPLICATION_ARGUMENTS`
+            (a builder's `locals()`).
+
+    Returns:
+        `{argument: value}` for exactly those names, to pass on as keywords.
+    """
+    return {key: values[key] for key in APPLICATION_ARGUMENTS}
 
 
 def stage_info(name: str, tensor, reduction: int) -> dict:
@@ -173,17 +220,16 @@ def _check_pretrained_shape(tag: str, model_name: str, input_shape, include_top,
 def build_model(
     *,
     body: Callable[[keras.KerasTensor], keras.KerasTensor],
-    name: str,
+    spec,
     model_name: str,
-    default_size: int,
-    min_size: int,
     include_top: bool = True,
     weights: str | None = None,
     input_tensor=None,
     input_shape=None,
     pooling: str | None = None,
-    classes: int = 1000,
+    classes: int | None = None,
     classifier_activation="softmax",
+    name: str | None = None,
 ) -> keras.Model:
     """Validate the keras.applications arguments and assemble the model.
 
@@ -191,12 +237,14 @@ def build_model(
         body: maps the input tensor to `(features, feature_info)`: the last
             feature map and the entries (`stage_info`) of the stem and every
             stage, recorded while building them.
-        name: the Keras model name.
+        spec: the family's spec; its `default_size` (square input size),
+            `total_stride` (the smallest height/width the downsampling
+            allows) and `default_classes` are used.
         model_name: the registry name (for pretrained weights and errors).
-        default_size: default square input size.
-        min_size: smallest height/width the downsampling allows.
-        include_top, input_tensor, input_shape, pooling, classes,
+        include_top, input_tensor, input_shape, pooling,
             classifier_activation: as in `keras.applications`.
+        classes: as in `keras.applications`; None: `spec.default_classes`.
+        name: the Keras model name; None: `model_name.lower()`.
         weights: None, a `.weights.h5`/`.keras` path, or a pretrained tag
             (`"imagenet"`, `"tv_in1k"`, `"tv2_in1k"`) published for
             `model_name` (see `keras_resnets.weights.pretrained`).
@@ -204,6 +252,9 @@ def build_model(
     Returns:
         A `Network` (functional `keras.Model`) carrying the body's `feature_info`.
     """
+    default_size, min_size = spec.default_size, spec.total_stride
+    classes = spec.default_classes if classes is None else classes
+    name = name or model_name.lower()
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "keras_resnets models are built channels-last; "
@@ -354,19 +405,7 @@ def application_builder(
                 f"{model_name}() got an unexpected keyword argument {unknown[0]!r}; "
                 f"besides the keras.applications arguments it takes: {allowed}."
             )
-        return build(
-            spec,
-            model_name=model_name,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **kwargs,
-        )
+        return build(spec, model_name=model_name, **application_arguments(locals()), **kwargs)
 
     builder.__name__ = builder.__qualname__ = model_name
     builder.options = accepted

@@ -24,25 +24,11 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers import DenseBlock
-from keras_resnets.models.builder import application_builder, build_model, stage_info
-from keras_resnets.models.registry import register_model
+from keras_resnets.models.builder import application_arguments, build_model, stage_info
+from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_fraction, check_int
 
 HUANG2017 = "Huang et al. 2017"
-
-__all__ = [
-    "CifarDenseNet",
-    "DenseNet40",
-    "DenseNet100",
-    "DenseNet121",
-    "DenseNet161",
-    "DenseNet169",
-    "DenseNet201",
-    "DenseNet264",
-    "DenseNetBC100",
-    "DenseNetBC190",
-    "DenseNetBC250",
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +65,17 @@ class DenseNetSpec:
         return stem_stride * 2 ** (len(self.block_sizes) - 1)
 
 
-def imagenet_spec(block_sizes, growth_rate: int = 32, stem_width: int = 64) -> DenseNetSpec:
-    """The spec of an ImageNet DenseNet-BC (torchvision layout)."""
-    return DenseNetSpec(tuple(block_sizes), growth_rate, stem_width, "imagenet")
+def imagenet_spec(blocks, growth_rate: int = 32, stem_width: int | None = None) -> DenseNetSpec:
+    """The spec of an ImageNet DenseNet-BC (torchvision layout); the stem is 2k wide by default."""
+    ok = isinstance(blocks, (tuple, list)) and len(blocks) > 0
+    if not ok or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks):
+        raise ValueError(
+            f"`blocks` must be a tuple of positive integers (dense layers per block), "
+            f"got {blocks!r}."
+        )
+    check_int("growth_rate", growth_rate)
+    stem_width = 2 * growth_rate if stem_width is None else check_int("stem_width", stem_width)
+    return DenseNetSpec(tuple(blocks), growth_rate, stem_width, "imagenet")
 
 
 def _valid_depths(bottleneck: bool, count: int = 6) -> str:
@@ -218,34 +212,19 @@ def build_densenet(
     spec: DenseNetSpec,
     *,
     model_name: str,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int | None = None,
-    classifier_activation="softmax",
-    name: str | None = None,
     dropout: float = 0.0,
     memory_efficient: bool = False,
+    **application,
 ) -> keras.Model:
-    """Build a DenseNet from its spec (see the builders for the arguments)."""
+    """Build a DenseNet from its spec (`application`: the keras.applications arguments)."""
     check_fraction("dropout", dropout, low=0.0, high=1.0)
     if not isinstance(memory_efficient, bool):
         raise ValueError(f"`memory_efficient` must be True or False, got {memory_efficient!r}.")
     return build_model(
         body=densenet_body(spec, dropout=float(dropout), memory_efficient=memory_efficient),
-        name=name or model_name.lower(),
+        spec=spec,
         model_name=model_name,
-        default_size=spec.default_size,
-        min_size=spec.total_stride,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=spec.default_classes if classes is None else classes,
-        classifier_activation=classifier_activation,
+        **application,
     )
 
 
@@ -257,29 +236,21 @@ _OPTIONS_DOC = """    dropout: dropout rate after every convolution but the stem
 """
 
 
-def _make_builder(model_name: str, spec: DenseNetSpec, title: str, summary: str):
-    return application_builder(
-        model_name,
-        spec,
-        build_densenet,
-        title=title,
-        summary=summary,
-        options=("dropout", "memory_efficient"),
-        options_doc=_OPTIONS_DOC,
-        pooling_note=", after the final BN-ReLU",
-        example="memory_efficient=True",
-    )
+def densenet_options(spec: DenseNetSpec) -> dict[str, Option]:
+    """The options of a DenseNet builder; `memory_efficient` changes no output, so
+    a search leaves it alone."""
+    return {
+        "dropout": Option(0.0, search=(0.0, 0.2)),
+        "memory_efficient": Option(False, (False, True)),
+    }
 
 
-def _define(model_name, spec, title, summary, num_params, slow=False):
-    builder = _make_builder(model_name, spec, title, summary)
-    return register_model(
-        family="DenseNet",
-        input_size=spec.default_size,
-        num_params=num_params,
-        paper=HUANG2017,
-        slow=slow,
-    )(builder)
+def cifar_architecture(spec: DenseNetSpec) -> dict[str, Option]:
+    """`CifarDenseNet`'s arguments worth searching: growth rate and compression."""
+    return {
+        "growth_rate": Option(spec.growth_rate, search=(12, 24)),
+        "compression": Option(spec.compression, search=(0.5, 1.0)),
+    }
 
 
 _IMAGENET_SUMMARY = (
@@ -294,14 +265,13 @@ _CIFAR_SUMMARY = (
 )
 
 
-def _imagenet(model_name, sizes, k, stem, title, num_params, slow=False):
-    spec = imagenet_spec(sizes, k, stem)
+def _imagenet(name, sizes, k, title, num_params, slow=False) -> Row:
     summary = _IMAGENET_SUMMARY.format(sizes="/".join(map(str, sizes)), k=k)
-    return _define(model_name, spec, title, summary, num_params, slow=slow)
+    arguments = {"blocks": sizes} if k == 32 else {"blocks": sizes, "growth_rate": k}
+    return Row(name, arguments, num_params, title, summary, slow=slow)
 
 
-def _cifar(model_name, depth, k, bc, num_params, slow=False):
-    spec = cifar_spec(depth, k, bottleneck=bc, compression=0.5 if bc else 1.0)
+def _cifar(name, depth, k, bc, num_params, slow=False) -> Row:
     detail = (
         " (BN-ReLU-1x1 conv-BN-ReLU-3x3 conv) and transitions halving the channels"
         if bc
@@ -311,28 +281,85 @@ def _cifar(model_name, depth, k, bc, num_params, slow=False):
         kind="DenseNet-BC" if bc else "DenseNet",
         depth=depth,
         k=k,
-        n=spec.block_sizes[0],
+        n=(depth - 4) // (6 if bc else 3),
         detail=detail,
     )
     title = f"CIFAR DenseNet{'-BC' if bc else ''} (L={depth}, k={k})"
-    return _define(model_name, spec, title, summary, num_params, slow=slow)
+    arguments = {"depth": depth}
+    if k != 12:
+        arguments["growth_rate"] = k
+    if not bc:
+        arguments.update(bottleneck=False, compression=1.0)
+    return Row(name, arguments, num_params, title, summary, slow=slow)
 
 
-DenseNet121 = _imagenet("DenseNet121", (6, 12, 24, 16), 32, 64, "DenseNet-121", 7_978_856)
-DenseNet161 = _imagenet("DenseNet161", (6, 12, 36, 24), 48, 96, "DenseNet-161", 28_681_000)
-DenseNet169 = _imagenet("DenseNet169", (6, 12, 32, 32), 32, 64, "DenseNet-169", 14_149_480)
-DenseNet201 = _imagenet(
-    "DenseNet201", (6, 12, 48, 32), 32, 64, "DenseNet-201", 20_013_928, slow=True
+# Each row: name, the arguments of `DenseNet` that make it, its exact trainable count.
+DENSENET_ROWS = (
+    _imagenet("DenseNet121", (6, 12, 24, 16), 32, "DenseNet-121", 7_978_856),
+    _imagenet("DenseNet161", (6, 12, 36, 24), 48, "DenseNet-161", 28_681_000),
+    _imagenet("DenseNet169", (6, 12, 32, 32), 32, "DenseNet-169", 14_149_480),
+    _imagenet("DenseNet201", (6, 12, 48, 32), 32, "DenseNet-201", 20_013_928, slow=True),
+    _imagenet("DenseNet264", (6, 12, 64, 48), 32, "DenseNet-264", 33_337_704, slow=True),
 )
-DenseNet264 = _imagenet(
-    "DenseNet264", (6, 12, 64, 48), 32, 64, "DenseNet-264", 33_337_704, slow=True
+# Each row: name, the arguments of `CifarDenseNet` that make it, its exact trainable count.
+CIFAR_DENSENET_ROWS = (
+    _cifar("DenseNet40", 40, 12, False, 1_019_722),
+    _cifar("DenseNet100", 100, 12, False, 6_979_642),
+    _cifar("DenseNetBC100", 100, 12, True, 769_162),
+    _cifar("DenseNetBC250", 250, 24, True, 15_324_406, slow=True),
+    _cifar("DenseNetBC190", 190, 40, True, 25_624_430, slow=True),
 )
 
-DenseNet40 = _cifar("DenseNet40", 40, 12, False, 1_019_722)
-DenseNet100 = _cifar("DenseNet100", 100, 12, False, 6_979_642)
-DenseNetBC100 = _cifar("DenseNetBC100", 100, 12, True, 769_162)
-DenseNetBC250 = _cifar("DenseNetBC250", 250, 24, True, 15_324_406, slow=True)
-DenseNetBC190 = _cifar("DenseNetBC190", 190, 40, True, 25_624_430, slow=True)
+
+def DenseNet(
+    blocks=(6, 12, 24, 16),
+    growth_rate: int = 32,
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    name: str | None = None,
+    stem_width: int | None = None,
+    dropout: float = 0.0,
+    memory_efficient: bool = False,
+) -> keras.Model:
+    """An ImageNet DenseNet-BC of any block sizes and growth rate (torchvision layout).
+
+    The generic builder behind `DenseNet121` ... `DenseNet264`:
+    `DenseNet161()` is `DenseNet((6, 12, 36, 24), growth_rate=48)`.
+
+    Args:
+        blocks: dense layers per block (default DenseNet-121's `(6, 12, 24, 16)`).
+        growth_rate: channels each dense layer adds, `k` (default 32).
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation, dropout, memory_efficient: as for
+            `DenseNet121`.
+        name: the model name (default `"densenet{layers}"`).
+        stem_width: channels of the stem convolution (default `2 * growth_rate`).
+
+    Returns:
+        A functional `keras.Model`.
+
+    Raises:
+        ValueError: `blocks` is not a tuple of positive integers,
+            `growth_rate`/`stem_width` not positive integers, or `dropout`
+            outside [0, 1).
+
+    Example:
+        >>> model = keras_resnets.DenseNet(blocks=(2, 2, 2, 2), growth_rate=8)
+    """
+    spec = imagenet_spec(blocks, growth_rate, stem_width)
+    name = name or f"densenet{2 * sum(spec.block_sizes) + 5}"
+    return build_densenet(
+        spec,
+        model_name=f"DenseNet(blocks={spec.block_sizes})",
+        **application_arguments(locals()),
+        dropout=dropout,
+        memory_efficient=memory_efficient,
+    )
 
 
 def CifarDenseNet(
@@ -379,17 +406,35 @@ def CifarDenseNet(
     """
     spec = cifar_spec(depth, growth_rate, bottleneck=bottleneck, compression=compression)
     prefix = "densenet_bc" if bottleneck and compression < 1 else "densenet"
+    name = name or f"{prefix}{depth}_k{growth_rate}"
     return build_densenet(
         spec,
         model_name=f"CifarDenseNet(depth={depth}, growth_rate={growth_rate})",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name or f"{prefix}{depth}_k{growth_rate}",
+        **application_arguments(locals()),
         dropout=dropout,
         memory_efficient=memory_efficient,
     )
+
+
+DENSENET = Family(
+    label="DenseNet",
+    paper=HUANG2017,
+    generic=DenseNet,
+    spec=imagenet_spec,
+    build=build_densenet,
+    options=densenet_options,
+    options_doc=lambda spec: _OPTIONS_DOC,
+    pooling_note=", after the final BN-ReLU",
+    example="memory_efficient=True",
+)
+CIFAR_DENSENET = dataclasses.replace(
+    DENSENET, generic=CifarDenseNet, spec=cifar_spec, architecture=cifar_architecture
+)
+
+BUILDERS = {
+    **register_rows(DENSENET, DENSENET_ROWS),
+    **register_rows(CIFAR_DENSENET, CIFAR_DENSENET_ROWS),
+}
+globals().update(BUILDERS)  # DenseNet121, ..., DenseNetBC190: the rows' builders
+
+__all__ = ["CifarDenseNet", "DenseNet", *BUILDERS]

@@ -9,21 +9,47 @@ held open (`y = H(x) + x`), the plain network the case with the carry closed
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers.highway import default_transform_bias
-from keras_resnets.models.builder import application_builder, build_model, stage_info
-from keras_resnets.models.registry import register_model
-from keras_resnets.models.resnet import ResNetSpec
+from keras_resnets.models.builder import application_arguments, build_model, stage_info
+from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_choice, check_int
 
 SRIVASTAVA2015 = "Srivastava et al. 2015"
 
-__all__ = ["CifarHighwayNet", "HighwayNet19", "HighwayNet32"]
+
+@dataclasses.dataclass(frozen=True)
+class HighwaySpec:
+    """One CIFAR highway network.
+
+    Attributes:
+        depth: total layers (stem + highway layers + classifier).
+        depths: highway layers per stage.
+        widths: channels per stage (16/32/64).
+        stem_width: channels of the stem convolution.
+        first_stage: index of the first stage in layer names.
+        default_size: default input size (32).
+        default_classes: default number of classes (10).
+    """
+
+    depth: int
+    depths: tuple[int, ...]
+    widths: tuple[int, ...] = (16, 32, 64)
+    stem_width: int = 16
+    first_stage: int = 1
+    default_size: int = 32
+    default_classes: int = 10
+
+    @property
+    def total_stride(self) -> int:
+        return 2 ** (len(self.depths) - 1)
 
 
-def highway_spec(depth: int, argument: str = "depth") -> ResNetSpec:
+def highway_spec(depth: int, argument: str = "depth") -> HighwaySpec:
     """The layout of a `depth`-layer CIFAR highway network.
 
     `depth` counts the stem convolution, the highway layers and the
@@ -35,21 +61,11 @@ def highway_spec(depth: int, argument: str = "depth") -> ResNetSpec:
     layers = depth - 2
     base, extra = divmod(layers, 3)
     depths = tuple(base + (1 if stage >= 3 - extra else 0) for stage in range(3))
-    return ResNetSpec(
-        block="highway",
-        depths=depths,
-        widths=(16, 32, 64),
-        stem="cifar",
-        default_size=32,
-        default_classes=10,
-        shortcut="zero_pad",
-        first_stage=1,
-        stem_width=16,
-    )
+    return HighwaySpec(depth, depths)
 
 
 def highway_body(
-    spec: ResNetSpec,
+    spec: HighwaySpec,
     *,
     coupled: bool,
     transform_bias: float,
@@ -133,12 +149,37 @@ def CifarHighwayNet(
         >>> model = keras_resnets.CifarHighwayNet(depth=14, coupled=False)
     """
     spec = highway_spec(depth)
+    name = name or f"highway{depth}"
+    return build_highway(
+        spec,
+        model_name=f"CifarHighwayNet(depth={depth})",
+        **application_arguments(locals()),
+        coupled=coupled,
+        transform_bias=transform_bias,
+        carry_bias=carry_bias,
+        gate_kernel_size=gate_kernel_size,
+        shortcut=shortcut,
+    )
+
+
+def build_highway(
+    spec: HighwaySpec,
+    *,
+    model_name: str,
+    coupled: bool = True,
+    transform_bias: float | None = None,
+    carry_bias: float | None = None,
+    gate_kernel_size: int = 3,
+    shortcut: str = "zero_pad",
+    **application,
+) -> keras.Model:
+    """Build a highway network from its spec (see `CifarHighwayNet` for the options)."""
     check_choice("shortcut", shortcut, ("zero_pad", "projection"))
     if not isinstance(coupled, bool):
         raise ValueError(f"`coupled` must be True or False, got {coupled!r}.")
     transform_bias = _number_or_none("transform_bias", transform_bias)
     if transform_bias is None:
-        transform_bias = default_transform_bias(depth)
+        transform_bias = default_transform_bias(spec.depth)
     carry_bias = _number_or_none("carry_bias", carry_bias)
     check_int("gate_kernel_size", gate_kernel_size)
     if gate_kernel_size % 2 == 0:
@@ -152,17 +193,9 @@ def CifarHighwayNet(
             gate_kernel_size=gate_kernel_size,
             shortcut=shortcut,
         ),
-        name=name or f"highway{depth}",
-        model_name=f"CifarHighwayNet(depth={depth})",
-        default_size=spec.default_size,
-        min_size=spec.total_stride,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
+        spec=spec,
+        model_name=model_name,
+        **application,
     )
 
 
@@ -171,34 +204,44 @@ _OPTIONS_DOC = """    coupled, transform_bias, carry_bias, gate_kernel_size, sho
 """
 
 
-def _define(depth: int, num_params: int):
-    model_name = f"HighwayNet{depth}"
+def highway_options(spec: HighwaySpec) -> dict[str, Option]:
+    """The options of a highway builder, with defaults, choices and search values."""
+    return {
+        "coupled": Option(True, (True, False), (True, False)),
+        "transform_bias": Option(None, search=(-1.0, -2.0, -3.0)),
+        "carry_bias": Option(None),
+        "gate_kernel_size": Option(3, search=(1, 3)),
+        "shortcut": Option("zero_pad", ("zero_pad", "projection"), ("zero_pad", "projection")),
+    }
+
+
+def _row(depth: int, num_params: int) -> Row:
     spec = highway_spec(depth)
-
-    def build(spec, *, model_name, name, **kwargs):
-        return CifarHighwayNet(depth, name=name or model_name.lower(), **kwargs)
-
-    builder = application_builder(
-        model_name,
-        spec,
-        build,
-        title=f"CIFAR highway network of {depth} layers (Srivastava et al. 2015)",
-        summary=(
-            f"A 3x3 stem, {depth - 2} highway layers in stages of {spec.depths} at widths "
-            "16/32/64, global average pooling and a dense classifier; transform-gate bias "
-            f"{default_transform_bias(depth):g} by default. See `CifarHighwayNet`."
-        ),
-        options=("coupled", "transform_bias", "carry_bias", "gate_kernel_size", "shortcut"),
-        options_doc=_OPTIONS_DOC,
-        example="coupled=False",
+    summary = (
+        f"A 3x3 stem, {depth - 2} highway layers in stages of {spec.depths} at widths "
+        "16/32/64, global average pooling and a dense classifier; transform-gate bias "
+        f"{default_transform_bias(depth):g} by default. See `CifarHighwayNet`."
     )
-    return register_model(
-        family="Highway",
-        input_size=32,
-        num_params=num_params,
-        paper=SRIVASTAVA2015,
-    )(builder)
+    title = f"CIFAR highway network of {depth} layers (Srivastava et al. 2015)"
+    return Row(f"HighwayNet{depth}", {"depth": depth}, num_params, title, summary)
 
 
-HighwayNet19 = _define(19, 556_042)
-HighwayNet32 = _define(32, 949_114)
+# Each row: name, the `depth` of `CifarHighwayNet` that makes it, its exact trainable count.
+HIGHWAY_ROWS = (_row(19, 556_042), _row(32, 949_114))
+
+HIGHWAY = Family(
+    label="Highway",
+    paper=SRIVASTAVA2015,
+    generic=CifarHighwayNet,
+    spec=highway_spec,
+    build=build_highway,
+    options=highway_options,
+    options_doc=lambda spec: _OPTIONS_DOC,
+    architecture=lambda spec: {"depth": Option(spec.depth, search=(14, 19, 32))},
+    example="coupled=False",
+)
+
+BUILDERS = register_rows(HIGHWAY, HIGHWAY_ROWS)
+globals().update(BUILDERS)  # HighwayNet19, HighwayNet32: the rows' builders
+
+__all__ = ["CifarHighwayNet", *BUILDERS]

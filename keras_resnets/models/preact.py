@@ -9,37 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from keras_resnets.models.registry import register_model
-from keras_resnets.models.resnet import ResNetSpec, _imagenet, _make_builder, cifar_spec
+from keras_resnets.models.registry import Row, register_rows
+from keras_resnets.models.resnet import CIFAR_RESNET, RESNET
 
 HE2016 = "He et al. 2016"
 PREACT = "full_preactivation"
-
-__all__ = [
-    "PreActResNet110",
-    "PreActResNet164",
-    "PreActResNet1001",
-    "ResNet50V2",
-    "ResNet101V2",
-    "ResNet152V2",
-    "ResNet200V2",
-]
-
-
-def _v2(depths) -> ResNetSpec:
-    return dataclasses.replace(_imagenet("bottleneck", depths), unit=PREACT)
-
-
-def _define(model_name, spec, title, summary, num_params, slow=False):
-    builder = _make_builder(model_name, spec, title, summary)
-    return register_model(
-        family="ResNet v2 (pre-activation)",
-        input_size=spec.default_size,
-        num_params=num_params,
-        paper=HE2016,
-        slow=slow,
-    )(builder)
-
 
 _IMAGENET_SUMMARY = (
     "Pre-activation ImageNet ResNet: full pre-activation bottleneck units "
@@ -54,61 +28,50 @@ _CIFAR_SUMMARY = (
     "of {n} full pre-activation {block} units ({widths}), a final BN-ReLU and global "
     'average pooling. The same network as `{v1}(unit="full_preactivation")`.'
 )
+_BOTTLENECK_WIDTHS = "outputs 64/128/256, projection shortcuts where the shape changes"
 
-ResNet50V2 = _define(
-    "ResNet50V2", _v2((3, 4, 6, 3)), "Pre-activation ResNet-50", _IMAGENET_SUMMARY, 25_549_352
+
+def _v2(name: str, depths, depth: int, num_params: int, slow: bool = False) -> Row:
+    arguments = {"depths": depths, "block": "bottleneck", "unit": PREACT}
+    title = f"Pre-activation ResNet-{depth}"
+    return Row(name, arguments, num_params, title, _IMAGENET_SUMMARY, slow=slow)
+
+
+def _cifar(name: str, depth: int, block: str, num_params: int, slow: bool = False) -> Row:
+    if block == "basic":
+        arguments = {"depth": depth, "unit": PREACT}
+        n, widths, v1 = (depth - 2) // 6, "widths 16/32/64, option A shortcuts", f"ResNet{depth}"
+    else:
+        arguments = {"depth": depth, "block": block, "unit": PREACT}
+        n, widths, v1 = (
+            (depth - 2) // 9,
+            _BOTTLENECK_WIDTHS,
+            f'CifarResNet({depth}, block="{block}")',
+        )
+    summary = _CIFAR_SUMMARY.format(n=n, block=block, widths=widths, v1=v1)
+    return Row(
+        name, arguments, num_params, f"Pre-activation CIFAR ResNet-{depth}", summary, slow=slow
+    )
+
+
+# Each row: name, the arguments of `ResNet` (`CifarResNet`) that make it, its trainable count.
+PREACT_ROWS = (
+    _v2("ResNet50V2", (3, 4, 6, 3), 50, 25_549_352),
+    _v2("ResNet101V2", (3, 4, 23, 3), 101, 44_541_480),
+    _v2("ResNet152V2", (3, 8, 36, 3), 152, 60_185_128, slow=True),
+    _v2("ResNet200V2", (3, 24, 36, 3), 200, 64_666_152, slow=True),
 )
-ResNet101V2 = _define(
-    "ResNet101V2", _v2((3, 4, 23, 3)), "Pre-activation ResNet-101", _IMAGENET_SUMMARY, 44_541_480
-)
-ResNet152V2 = _define(
-    "ResNet152V2",
-    _v2((3, 8, 36, 3)),
-    "Pre-activation ResNet-152",
-    _IMAGENET_SUMMARY,
-    60_185_128,
-    slow=True,
-)
-ResNet200V2 = _define(
-    "ResNet200V2",
-    _v2((3, 24, 36, 3)),
-    "Pre-activation ResNet-200",
-    _IMAGENET_SUMMARY,
-    64_666_152,
-    slow=True,
+CIFAR_PREACT_ROWS = (
+    _cifar("PreActResNet110", 110, "basic", 1_727_962),
+    _cifar("PreActResNet164", 164, "bottleneck", 1_703_258),
+    _cifar("PreActResNet1001", 1001, "bottleneck", 10_327_706, slow=True),
 )
 
-PreActResNet110 = _define(
-    "PreActResNet110",
-    cifar_spec(110, unit=PREACT),
-    "Pre-activation CIFAR ResNet-110",
-    _CIFAR_SUMMARY.format(
-        n=18, block="basic", widths="widths 16/32/64, option A shortcuts", v1="ResNet110"
-    ),
-    1_727_962,
-)
-PreActResNet164 = _define(
-    "PreActResNet164",
-    cifar_spec(164, block="bottleneck", unit=PREACT),
-    "Pre-activation CIFAR ResNet-164",
-    _CIFAR_SUMMARY.format(
-        n=18,
-        block="bottleneck",
-        widths="outputs 64/128/256, projection shortcuts where the shape changes",
-        v1='CifarResNet(164, block="bottleneck")',
-    ),
-    1_703_258,
-)
-PreActResNet1001 = _define(
-    "PreActResNet1001",
-    cifar_spec(1001, block="bottleneck", unit=PREACT),
-    "Pre-activation CIFAR ResNet-1001",
-    _CIFAR_SUMMARY.format(
-        n=111,
-        block="bottleneck",
-        widths="outputs 64/128/256, projection shortcuts where the shape changes",
-        v1='CifarResNet(1001, block="bottleneck")',
-    ),
-    10_327_706,
-    slow=True,
-)
+_LABEL = {"label": "ResNet v2 (pre-activation)", "paper": HE2016}
+BUILDERS = {
+    **register_rows(dataclasses.replace(RESNET, **_LABEL), PREACT_ROWS),
+    **register_rows(dataclasses.replace(CIFAR_RESNET, **_LABEL), CIFAR_PREACT_ROWS),
+}
+globals().update(BUILDERS)  # ResNet50V2, ..., PreActResNet1001: the rows' builders
+
+__all__ = list(BUILDERS)

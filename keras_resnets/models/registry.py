@@ -1,17 +1,107 @@
-"""The model registry: every public builder with its metadata.
+"""The model registry: one table of rows per family, one registry that holds them.
 
-The metadata (trainable parameter count, default input size, paper) is what
-the README's model table is generated from, and the tests build every
-registered model and assert its trainable count equals `num_params`.
+A variant is a `Row` of data: its name, the arguments of its family's
+generic builder that make it (`ResNet(depths=(3, 4, 6, 3), block="bottleneck")`
+is ResNet-50), its exact trainable parameter count, title and paper. A
+`Family` says how to turn those arguments into a spec, build a model from a
+spec, which options the builder takes (`Option`: default, allowed values,
+values worth searching) and what its docstring says. `register_rows` is the
+one function that turns a table into registered builders, so adding a
+variant is one row.
+
+Everything else reads the registry: `list_models()`, `get_model()`,
+`model_table()` (the README table), the tuner's search space
+(`search_space`) and the tests, which build every registered model and assert
+its trainable count equals `num_params`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One argument a builder takes besides the keras.applications ones.
+
+    Attributes:
+        default: the value used when the caller does not give one.
+        choices: every allowed value where the set is finite, else None.
+        search: the values a hyper-parameter search tries (empty: not
+            searched, e.g. a seed or a switch that does not change the
+            function such as `memory_efficient`).
+    """
+
+    default: Any = None
+    choices: tuple | None = None
+    search: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One named variant: a row of its family's table.
+
+    Attributes:
+        name: the public builder name (`"ResNet50"`).
+        arguments: the architecture arguments of the family's generic
+            builder that make this variant (`{"depths": (3, 4, 6, 3),
+            "block": "bottleneck"}`).
+        num_params: exact trainable parameter count with the default
+            options (no conv bias before BatchNormalization).
+        title: first line of the builder's docstring (`"ResNet-50"`).
+        summary: the docstring's paragraph on the architecture.
+        slow: True for the largest models (built once per test session).
+        family: overrides the family's label in the docs (`"Plain"`).
+        paper: overrides the family's paper.
+        aliases: other registered names for the same builder.
+    """
+
+    name: str
+    arguments: Mapping[str, Any]
+    num_params: int
+    title: str
+    summary: str = ""
+    slow: bool = False
+    family: str | None = None
+    paper: str | None = None
+    aliases: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How the rows of one table become builders.
+
+    Attributes:
+        label: family label for the docs (`"ResNet v1"`).
+        paper: short reference (`"He et al. 2015"`).
+        generic: the public generic builder the rows' `arguments` are for
+            (`keras_resnets.ResNet`).
+        spec: maps a row's `arguments` to the family's spec (validating them).
+        build: `build(spec, *, model_name, **application, **options)`.
+        options: maps a spec to the builder's `{option: Option}`.
+        options_doc: maps a spec to the options' `Args:` entries.
+        architecture: maps a spec to the generic builder's architecture
+            arguments worth searching (`{"depth": Option(20, search=(8,
+            14, 20, 32))}`); a search over them builds `generic`.
+        pooling_note: text after "the last feature map" in `pooling`'s entry.
+        example: arguments shown in the docstring's example call.
+    """
+
+    label: str
+    paper: str
+    generic: Callable[..., keras.Model]
+    spec: Callable[..., Any]
+    build: Callable[..., keras.Model]
+    options: Callable[[Any], dict[str, Option]]
+    options_doc: Callable[[Any], str]
+    architecture: Callable[[Any], dict[str, Option]] = lambda spec: {}
+    pooling_note: str = ""
+    example: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +117,13 @@ class ModelInfo:
             arguments (no conv bias before BatchNormalization).
         paper: short reference (`"He et al. 2015"`).
         slow: True for the largest models (built once per test session).
+        spec: the family's spec of this variant (`ResNetSpec`, ...).
+        options: `{option: Option}` the builder accepts besides the
+            keras.applications arguments, with defaults and choices.
+        generic: name of the public generic builder (`"ResNet"`).
+        arguments: the generic builder's architecture arguments that make
+            this variant.
+        architecture: the generic builder's arguments worth searching.
     """
 
     name: str
@@ -36,30 +133,94 @@ class ModelInfo:
     num_params: int
     paper: str
     slow: bool = False
+    spec: Any = None
+    options: Mapping[str, Option] = dataclasses.field(default_factory=dict)
+    generic: str | None = None
+    arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    architecture: Mapping[str, Option] = dataclasses.field(default_factory=dict)
+
+    def search_space(self) -> dict[str, list]:
+        """`{argument: values}` a hyper-parameter search tries for this model.
+
+        The generic builder's architecture arguments (`depth`, `cardinality`,
+        ...) and the options with `search` values; never empty for a
+        registered model (a test checks).
+        """
+        # An architecture argument that is also an option (`cardinality`) is
+        # searched as architecture: through the generic builder.
+        merged = {**self.options, **self.architecture}
+        return {key: list(option.search) for key, option in merged.items() if option.search}
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(
-    *, family: str, input_size: int, num_params: int, paper: str, slow: bool = False
-) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
-    """Decorator adding a builder to the registry under its function name."""
+def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[..., keras.Model]]:
+    """Register every row of a family's table; return `{name: builder}`.
 
-    def wrap(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        name = builder.__name__
-        if name in _REGISTRY:
-            raise ValueError(f"Model {name!r} is registered twice.")
-        _REGISTRY[name] = ModelInfo(name, builder, family, input_size, num_params, paper, slow)
-        return builder
+    Each builder has the keras.applications signature plus the family's
+    options (`application_builder`), and its `ModelInfo` keeps the row's
+    spec, options and arguments.
 
-    return wrap
+    Args:
+        family: the `Family` the rows belong to.
+        rows: the table.
+
+    Returns:
+        The builders by name, aliases included, for the module to export.
+
+    Raises:
+        ValueError: a name is registered twice, or a row's arguments are
+            invalid for the family (the family's spec function says which).
+
+    Example:
+        >>> builders = register_rows(RESNET, [Row("ResNet26", {"depths": (2, 2, 2, 2),
+        ...     "block": "bottleneck"}, num_params=15_995_176, title="ResNet-26")])
+    """
+    from keras_resnets.models.builder import application_builder
+
+    builders = {}
+    for row in rows:
+        for name in (row.name, *row.aliases):
+            if name in _REGISTRY:
+                raise ValueError(f"Model {name!r} is registered twice.")
+        spec = family.spec(**row.arguments)
+        options = family.options(spec)
+        builder = application_builder(
+            row.name,
+            spec,
+            family.build,
+            title=row.title,
+            summary=row.summary,
+            options=tuple(options),
+            options_doc=family.options_doc(spec),
+            pooling_note=family.pooling_note,
+            example=family.example,
+        )
+        info = ModelInfo(
+            name=row.name,
+            builder=builder,
+            family=row.family or family.label,
+            input_size=spec.default_size,
+            num_params=row.num_params,
+            paper=row.paper or family.paper,
+            slow=row.slow,
+            spec=spec,
+            options=options,
+            generic=family.generic.__name__,
+            arguments=dict(row.arguments),
+            architecture=family.architecture(spec),
+        )
+        for name in (row.name, *row.aliases):
+            _REGISTRY[name] = dataclasses.replace(info, name=name)
+            builders[name] = builder
+    return builders
 
 
-def register_alias(alias: str, name: str) -> None:
-    """Register `alias` as another name for the already registered `name`."""
-    info = _REGISTRY[name]
-    _REGISTRY[alias] = dataclasses.replace(info, name=alias)
+def unregister(name: str) -> None:
+    """Remove a registered name (tests that register a row clean up with it)."""
+    model_info(name)  # raises for an unknown name
+    del _REGISTRY[name]
 
 
 def list_models() -> list[str]:

@@ -1,8 +1,12 @@
 """ResNet v1 (He et al. 2015) and the plain baselines, ImageNet and CIFAR.
 
-Variants are rows of data (`ResNetSpec`); one function, `build_resnet`,
-turns a spec and the user's options into a model through the shared
-`build_model`.
+Two generic builders take the architecture as arguments: `ResNet(depths=,
+widths=, block=, stem=)` (as keras-hub's `stackwise_*` arguments or timm's
+`ResNet(block, layers)`) and `CifarResNet(depth=)` (He et al.'s 6n + 2
+layout). The named models are rows of `RESNET_ROWS` and
+`CIFAR_RESNET_ROWS` calling them, registered by `register_rows`; one
+function, `build_resnet`, turns a `ResNetSpec` and the user's options into a
+model through the shared `build_model`.
 """
 
 from __future__ import annotations
@@ -12,40 +16,18 @@ import dataclasses
 import keras
 
 from keras_resnets import blocks
-from keras_resnets.layers.stochastic_depth import (
-    STOCHASTIC_DEPTH_DOC,
-    STOCHASTIC_DEPTH_OPTIONS,
-    stochastic_depth_schedule,
+from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochastic_depth_schedule
+from keras_resnets.models.builder import (
+    application_arguments,
+    build_model,
+    stage_info,
+    stochastic_depth_options,
 )
-from keras_resnets.models.builder import application_builder, build_model, stage_info
-from keras_resnets.models.registry import register_model
+from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
 from keras_resnets.weights.pretrained import available_weights
 
 HE2015 = "He et al. 2015"
-
-__all__ = [
-    "CifarResNet",
-    "Plain18",
-    "Plain20",
-    "Plain32",
-    "Plain34",
-    "Plain44",
-    "Plain56",
-    "Plain110",
-    "ResNet18",
-    "ResNet20",
-    "ResNet32",
-    "ResNet34",
-    "ResNet44",
-    "ResNet50",
-    "ResNet56",
-    "ResNet101",
-    "ResNet110",
-    "ResNet152",
-    "ResNet200",
-    "ResNet1202",
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,16 +81,65 @@ class ResNetSpec:
         return stem_stride * 2 ** (len(self.depths) - 1)
 
 
-def _imagenet(block, depths, residual=True):
+def _check_sizes(argument: str, values, length: int | None = None) -> tuple[int, ...]:
+    """A non-empty tuple of positive integers (of `length` when given), else ValueError."""
+    ok = isinstance(values, (tuple, list)) and len(values) > 0
+    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+    if not ok or (length is not None and len(values) != length):
+        size = f"{length} " if length is not None else ""
+        raise ValueError(
+            f"`{argument}` must be a tuple of {size}positive integers (one per stage), "
+            f"got {values!r}."
+        )
+    return tuple(values)
+
+
+def resnet_spec(
+    depths,
+    widths=None,
+    block: str = "basic",
+    stem: str = "imagenet",
+    *,
+    residual: bool = True,
+    unit: str = "original",
+    cardinality: int = 1,
+    base_width: int = 64,
+) -> ResNetSpec:
+    """The spec of a ResNet from its architecture arguments (see `ResNet`).
+
+    The stem is as wide as the first stage; the defaults follow the stem:
+    ImageNet (224x224, 1000 classes, projection shortcuts, stages named
+    `stage2`...) or CIFAR (32x32, 10 classes, stages named `stage1`...;
+    option A shortcuts with basic blocks, projection with bottlenecks).
+
+    Raises:
+        ValueError: naming the argument, for a bad block, stem, depths or widths.
+    """
+    check_choice("block", block, ("basic", "bottleneck"))
+    check_choice("stem", stem, ("imagenet", "cifar"))
+    check_choice("unit", unit, blocks.UNITS)
+    if not isinstance(residual, bool):
+        raise ValueError(f"`residual` must be True or False, got {residual!r}.")
+    depths = _check_sizes("depths", depths)
+    first = 64 if stem == "imagenet" else 16
+    if widths is None:
+        widths = tuple(first * 2**index for index in range(len(depths)))
+    widths = _check_sizes("widths", widths, len(depths))
+    imagenet = stem == "imagenet"
     return ResNetSpec(
         block=block,
-        depths=tuple(depths),
-        widths=(64, 128, 256, 512),
-        stem="imagenet",
-        default_size=224,
-        default_classes=1000,
-        shortcut="projection",
+        depths=depths,
+        widths=widths,
+        stem=stem,
+        default_size=224 if imagenet else 32,
+        default_classes=1000 if imagenet else 10,
+        shortcut="zero_pad" if not imagenet and block == "basic" else "projection",
         residual=residual,
+        first_stage=2 if imagenet else 1,
+        stem_width=widths[0],
+        unit=unit,
+        cardinality=check_int("cardinality", cardinality),
+        base_width=check_int("base_width", base_width),
     )
 
 
@@ -139,19 +170,7 @@ def cifar_spec(
             f"valid depths are {valid}, ..."
         )
     n = (depth - 2) // step
-    return ResNetSpec(
-        block=block,
-        depths=(n, n, n),
-        widths=(16, 32, 64),
-        stem="cifar",
-        default_size=32,
-        default_classes=10,
-        shortcut="zero_pad" if block == "basic" else "projection",
-        residual=residual,
-        first_stage=1,
-        stem_width=16,
-        unit=unit,
-    )
+    return resnet_spec((n, n, n), block=block, stem="cifar", residual=residual, unit=unit)
 
 
 def resnet_body(
@@ -247,14 +266,6 @@ def build_resnet(
     spec: ResNetSpec,
     *,
     model_name: str,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int | None = None,
-    classifier_activation="softmax",
-    name: str | None = None,
     shortcut: str | None = None,
     stride_in_1x1: bool = False,
     unit: str | None = None,
@@ -266,8 +277,14 @@ def build_resnet(
     stochastic_depth_seed: int | None = None,
     form: str = "c",
     implementation: str = "auto",
+    **application,
 ) -> keras.Model:
-    """Build a ResNet (any residual unit), ResNeXt or plain network from its spec."""
+    """Build a ResNet (any residual unit), ResNeXt or plain network from its spec.
+
+    `application` holds the keras.applications arguments (`build_model`);
+    the options are those of `resnet_options` (plus `form` and
+    `implementation` for grouped bottlenecks).
+    """
     shortcut = spec.shortcut if shortcut is None else shortcut
     unit = spec.unit if unit is None else unit
     check_choice("shortcut", shortcut, blocks.SHORTCUTS)
@@ -306,7 +323,9 @@ def build_resnet(
             "`stride_in_1x1=True` applies to bottleneck networks only; "
             f"{model_name} uses basic blocks."
         )
-    if isinstance(weights, str) and weights in available_weights(model_name):
+    weights = application.get("weights")
+    pretrained = isinstance(weights, str) and weights in available_weights(model_name)
+    if pretrained:
         _check_pretrained_options(
             model_name,
             weights,
@@ -316,16 +335,11 @@ def build_resnet(
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
         )
-    if drop_path_rate and isinstance(weights, str) and weights in available_weights(model_name):
+    if drop_path_rate and pretrained:
         # Pretrained weights are stored for the flat graph: load them into the
         # flat network, then copy them by name into the stochastic-depth one.
-        common = dict(
+        options = dict(
             model_name=model_name,
-            include_top=include_top,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
             shortcut=shortcut,
             stride_in_1x1=stride_in_1x1,
             unit=unit,
@@ -334,17 +348,21 @@ def build_resnet(
             form=form,
             implementation=implementation,
         )
-        shape = input_shape if input_tensor is None else tuple(input_tensor.shape[1:])
-        flat = build_resnet(spec, weights=weights, input_shape=shape, **common)
+        input_tensor = application.pop("input_tensor", None)
+        shape = application.pop("input_shape", None)
+        flat_shape = shape if input_tensor is None else tuple(input_tensor.shape[1:])
+        flat = build_resnet(spec, input_shape=flat_shape, **options, **application)
+        application["weights"] = None
         model = build_resnet(
             spec,
             input_tensor=input_tensor,
-            input_shape=input_shape,
+            input_shape=shape,
             drop_path_rate=drop_path_rate,
             stochastic_depth_mode=stochastic_depth_mode,
             stochastic_depth_scale=stochastic_depth_scale,
             stochastic_depth_seed=stochastic_depth_seed,
-            **common,
+            **options,
+            **application,
         )
         for layer in iter_layers(flat):
             if layer.weights:
@@ -362,17 +380,9 @@ def build_resnet(
             form=form,
             implementation=implementation,
         ),
-        name=name or model_name.lower(),
+        spec=spec,
         model_name=model_name,
-        default_size=spec.default_size,
-        min_size=spec.total_stride,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=spec.default_classes if classes is None else classes,
-        classifier_activation=classifier_activation,
+        **application,
     )
 
 
@@ -398,41 +408,41 @@ _STRIDE_DOC = """    stride_in_1x1: put each stage's stride on the first 1x1 con
 """
 
 
-_OPTIONS = ("shortcut", "unit", "shortcut_variant", "gate_bias")
+def resnet_options(spec: ResNetSpec) -> dict[str, Option]:
+    """The options of a ResNet builder, with their defaults, choices and search values.
 
-
-def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
-    # Plain networks take the stochastic-depth options too, so that asking
-    # for it gets the ValueError that explains why a plain net cannot.
-    options = list(_OPTIONS)
-    options_doc = _SHORTCUT_DOC.format(default=spec.shortcut) + _UNIT_DOC.format(default=spec.unit)
+    Plain networks take the stochastic-depth options too, so that asking for
+    it gets the ValueError that explains why a plain net cannot; a search
+    does not try it (nor the shortcut choices, which a plain net lacks).
+    """
+    residual = spec.residual
+    options = {
+        "shortcut": Option(spec.shortcut, blocks.SHORTCUTS, blocks.SHORTCUTS if residual else ()),
+        "unit": Option(spec.unit, blocks.UNITS, blocks.UNITS),
+        "shortcut_variant": Option(
+            "identity", blocks.SHORTCUT_VARIANTS, blocks.ADDITIVE_VARIANTS if residual else ()
+        ),
+        "gate_bias": Option(blocks.GATE_BIAS),
+    }
     if spec.block == "bottleneck":
-        options.append("stride_in_1x1")
-        options_doc += _STRIDE_DOC
-    options += STOCHASTIC_DEPTH_OPTIONS
-    if spec.residual:
-        options_doc += STOCHASTIC_DEPTH_DOC
-    return application_builder(
-        model_name,
-        spec,
-        build_resnet,
-        title=title,
-        summary=summary,
-        options=options,
-        options_doc=options_doc,
-    )
+        options["stride_in_1x1"] = Option(False, (False, True), (False, True))
+    return {**options, **stochastic_depth_options(search=residual)}
 
 
-def _define(model_name, spec, title, summary, num_params, slow=False):
-    family = "ResNet v1" if spec.residual else "Plain"
-    builder = _make_builder(model_name, spec, title, summary)
-    return register_model(
-        family=family,
-        input_size=spec.default_size,
-        num_params=num_params,
-        paper=HE2015,
-        slow=slow,
-    )(builder)
+def resnet_options_doc(spec: ResNetSpec) -> str:
+    """The `Args:` entries of `resnet_options(spec)`."""
+    doc = _SHORTCUT_DOC.format(default=spec.shortcut) + _UNIT_DOC.format(default=spec.unit)
+    if spec.block == "bottleneck":
+        doc += _STRIDE_DOC
+    return doc + (STOCHASTIC_DEPTH_DOC if spec.residual else "")
+
+
+def cifar_architecture(spec: ResNetSpec) -> dict[str, Option]:
+    """`CifarResNet`'s `depth`, with the depths a search tries (6n + 2 or 9n + 2)."""
+    per_block = 2 if spec.block == "basic" else 3
+    depth = 3 * per_block * spec.depths[0] + 2
+    search = (8, 14, 20, 32) if spec.block == "basic" else (11, 20, 29)
+    return {"depth": Option(depth, search=search)}
 
 
 _IMAGENET_SUMMARY = (
@@ -448,107 +458,161 @@ _PLAIN_SUMMARY = (
     " The plain baseline: the same layers with no shortcuts, for the degradation experiment."
 )
 
-ResNet18 = _define(
-    "ResNet18", _imagenet("basic", (2, 2, 2, 2)), "ResNet-18", _IMAGENET_SUMMARY, 11_689_512
-)
-ResNet34 = _define(
-    "ResNet34", _imagenet("basic", (3, 4, 6, 3)), "ResNet-34", _IMAGENET_SUMMARY, 21_797_672
-)
-ResNet50 = _define(
-    "ResNet50", _imagenet("bottleneck", (3, 4, 6, 3)), "ResNet-50", _IMAGENET_SUMMARY, 25_557_032
-)
-ResNet101 = _define(
-    "ResNet101", _imagenet("bottleneck", (3, 4, 23, 3)), "ResNet-101", _IMAGENET_SUMMARY, 44_549_160
-)
-ResNet152 = _define(
-    "ResNet152",
-    _imagenet("bottleneck", (3, 8, 36, 3)),
-    "ResNet-152",
-    _IMAGENET_SUMMARY,
-    60_192_808,
-    slow=True,
-)
-ResNet200 = _define(
-    "ResNet200",
-    _imagenet("bottleneck", (3, 24, 36, 3)),
-    "ResNet-200",
-    _IMAGENET_SUMMARY,
-    64_673_832,
-    slow=True,
-)
-Plain18 = _define(
-    "Plain18",
-    _imagenet("basic", (2, 2, 2, 2), residual=False),
-    "Plain-18",
-    _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
-    11_515_688,
-)
-Plain34 = _define(
-    "Plain34",
-    _imagenet("basic", (3, 4, 6, 3), residual=False),
-    "Plain-34",
-    _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
-    21_623_848,
+_BASIC = {"block": "basic"}
+_BOTTLENECK = {"block": "bottleneck"}
+_PLAIN = {"residual": False}
+
+# Each row: name, the arguments of `ResNet` that make it, its exact trainable count.
+RESNET_ROWS = (
+    Row("ResNet18", {"depths": (2, 2, 2, 2)}, 11_689_512, "ResNet-18", _IMAGENET_SUMMARY),
+    Row("ResNet34", {"depths": (3, 4, 6, 3)}, 21_797_672, "ResNet-34", _IMAGENET_SUMMARY),
+    Row(
+        "ResNet50",
+        {"depths": (3, 4, 6, 3), **_BOTTLENECK},
+        25_557_032,
+        "ResNet-50",
+        _IMAGENET_SUMMARY,
+    ),
+    Row(
+        "ResNet101",
+        {"depths": (3, 4, 23, 3), **_BOTTLENECK},
+        44_549_160,
+        "ResNet-101",
+        _IMAGENET_SUMMARY,
+    ),
+    Row(
+        "ResNet152",
+        {"depths": (3, 8, 36, 3), **_BOTTLENECK},
+        60_192_808,
+        "ResNet-152",
+        _IMAGENET_SUMMARY,
+        slow=True,
+    ),
+    Row(
+        "ResNet200",
+        {"depths": (3, 24, 36, 3), **_BOTTLENECK},
+        64_673_832,
+        "ResNet-200",
+        _IMAGENET_SUMMARY,
+        slow=True,
+    ),
+    Row(
+        "Plain18",
+        {"depths": (2, 2, 2, 2), **_PLAIN},
+        11_515_688,
+        "Plain-18",
+        _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
+        family="Plain",
+    ),
+    Row(
+        "Plain34",
+        {"depths": (3, 4, 6, 3), **_PLAIN},
+        21_623_848,
+        "Plain-34",
+        _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
+        family="Plain",
+    ),
 )
 
-ResNet20 = _define(
-    "ResNet20", cifar_spec(20), "CIFAR ResNet-20", _CIFAR_SUMMARY.format(n=3), 269_722
+
+def _cifar_row(name: str, depth: int, num_params: int, residual: bool = True, slow=False) -> Row:
+    summary = _CIFAR_SUMMARY.format(n=(depth - 2) // 6)
+    kind = "ResNet" if residual else "Plain"
+    return Row(
+        name,
+        {"depth": depth} if residual else {"depth": depth, **_PLAIN},
+        num_params,
+        f"CIFAR {kind}-{depth}",
+        summary if residual else summary + _PLAIN_SUMMARY,
+        slow=slow,
+        family=None if residual else "Plain",
+    )
+
+
+# Each row: name, the `depth` of `CifarResNet` that makes it, its exact trainable count.
+CIFAR_RESNET_ROWS = (
+    _cifar_row("ResNet20", 20, 269_722),
+    _cifar_row("ResNet32", 32, 464_154),
+    _cifar_row("ResNet44", 44, 658_586),
+    _cifar_row("ResNet56", 56, 853_018),
+    _cifar_row("ResNet110", 110, 1_727_962),
+    _cifar_row("ResNet1202", 1202, 19_421_274, slow=True),
+    _cifar_row("Plain20", 20, 269_722, residual=False),
+    _cifar_row("Plain32", 32, 464_154, residual=False),
+    _cifar_row("Plain44", 44, 658_586, residual=False),
+    _cifar_row("Plain56", 56, 853_018, residual=False),
+    _cifar_row("Plain110", 110, 1_727_962, residual=False),
 )
-ResNet32 = _define(
-    "ResNet32", cifar_spec(32), "CIFAR ResNet-32", _CIFAR_SUMMARY.format(n=5), 464_154
-)
-ResNet44 = _define(
-    "ResNet44", cifar_spec(44), "CIFAR ResNet-44", _CIFAR_SUMMARY.format(n=7), 658_586
-)
-ResNet56 = _define(
-    "ResNet56", cifar_spec(56), "CIFAR ResNet-56", _CIFAR_SUMMARY.format(n=9), 853_018
-)
-ResNet110 = _define(
-    "ResNet110", cifar_spec(110), "CIFAR ResNet-110", _CIFAR_SUMMARY.format(n=18), 1_727_962
-)
-ResNet1202 = _define(
-    "ResNet1202",
-    cifar_spec(1202),
-    "CIFAR ResNet-1202",
-    _CIFAR_SUMMARY.format(n=200),
-    19_421_274,
-    slow=True,
-)
-Plain20 = _define(
-    "Plain20",
-    cifar_spec(20, residual=False),
-    "CIFAR Plain-20",
-    _CIFAR_SUMMARY.format(n=3) + _PLAIN_SUMMARY,
-    269_722,
-)
-Plain32 = _define(
-    "Plain32",
-    cifar_spec(32, residual=False),
-    "CIFAR Plain-32",
-    _CIFAR_SUMMARY.format(n=5) + _PLAIN_SUMMARY,
-    464_154,
-)
-Plain44 = _define(
-    "Plain44",
-    cifar_spec(44, residual=False),
-    "CIFAR Plain-44",
-    _CIFAR_SUMMARY.format(n=7) + _PLAIN_SUMMARY,
-    658_586,
-)
-Plain56 = _define(
-    "Plain56",
-    cifar_spec(56, residual=False),
-    "CIFAR Plain-56",
-    _CIFAR_SUMMARY.format(n=9) + _PLAIN_SUMMARY,
-    853_018,
-)
-Plain110 = _define(
-    "Plain110",
-    cifar_spec(110, residual=False),
-    "CIFAR Plain-110",
-    _CIFAR_SUMMARY.format(n=18) + _PLAIN_SUMMARY,
-    1_727_962,
-)
+
+
+def ResNet(
+    depths,
+    widths=None,
+    block: str = "basic",
+    stem: str = "imagenet",
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int | None = None,
+    classifier_activation="softmax",
+    name: str | None = None,
+    residual: bool = True,
+    **options,
+) -> keras.Model:
+    """A ResNet of any stage depths and widths (He et al. 2015).
+
+    The generic builder behind `ResNet18` ... `ResNet200`, `Plain18`/`34` and
+    the pre-activation `ResNet50V2` ...: `ResNet50()` is
+    `ResNet(depths=(3, 4, 6, 3), block="bottleneck")`. As keras-hub's
+    `stackwise_num_blocks`/`stackwise_num_filters` or timm's
+    `ResNet(block, layers)`.
+
+    Args:
+        depths: blocks per stage, e.g. `(2, 2, 2, 2)`; stage `i` after the
+            first halves the resolution.
+        widths: width per stage (a bottleneck's output is 4x); default 64,
+            128, 256, ... with the ImageNet stem, 16, 32, 64, ... with the
+            CIFAR one.
+        block: `"basic"` (two 3x3 convolutions) or `"bottleneck"`
+            (1x1-3x3-1x1).
+        stem: `"imagenet"` (7x7/2 conv and 3x3/2 max pool; 224x224 inputs,
+            1000 classes, projection shortcuts, stages named `stage2`...) or
+            `"cifar"` (one 3x3 conv; 32x32, 10 classes, option A shortcuts
+            with basic blocks, stages named `stage1`...). The stem is as wide
+            as the first stage.
+        include_top, weights, input_tensor, input_shape, pooling,
+            classifier_activation: as for `ResNet50`.
+        classes: default 1000 (ImageNet stem) or 10 (CIFAR stem).
+        name: the model name (default `"resnet{layers}"` or `"plain{layers}"`).
+        residual: False builds the plain baseline (no shortcuts).
+        **options: `shortcut`, `unit`, `shortcut_variant`, `gate_bias`,
+            `stride_in_1x1` (bottlenecks), `drop_path_rate`,
+            `stochastic_depth_mode`, `stochastic_depth_scale`,
+            `stochastic_depth_seed`, as for `ResNet50`.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Raises:
+        ValueError: `depths`/`widths` are not tuples of positive integers of
+            the same length, an unknown `block`/`stem`, or a bad option value.
+        TypeError: an unknown option.
+
+    Example:
+        >>> resnet26 = keras_resnets.ResNet(depths=(2, 2, 2, 2), block="bottleneck")
+        >>> small = keras_resnets.ResNet((1, 1, 1), widths=(8, 16, 32), stem="cifar")
+    """
+    spec = resnet_spec(depths, widths, block, stem, residual=residual)
+    layers = (2 if spec.block == "basic" else 3) * sum(spec.depths) + 2
+    name = name or f"{'resnet' if residual else 'plain'}{layers}"
+    return build_resnet(
+        spec,
+        model_name=f"ResNet(depths={spec.depths})",
+        **application_arguments(locals()),
+        **options,
+    )
 
 
 def CifarResNet(
@@ -592,17 +656,32 @@ def CifarResNet(
         >>> r164 = keras_resnets.CifarResNet(164, block="bottleneck", unit="full_preactivation")
     """
     spec = cifar_spec(depth, residual=residual, block=block)
-    prefix = "resnet" if residual else "plain"
+    name = name or f"{'resnet' if residual else 'plain'}{depth}"
     return build_resnet(
         spec,
         model_name=f"CifarResNet(depth={depth})",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name or f"{prefix}{depth}",
+        **application_arguments(locals()),
         **options,
     )
+
+
+RESNET = Family(
+    label="ResNet v1",
+    paper=HE2015,
+    generic=ResNet,
+    spec=resnet_spec,
+    build=build_resnet,
+    options=resnet_options,
+    options_doc=resnet_options_doc,
+)
+CIFAR_RESNET = dataclasses.replace(
+    RESNET, generic=CifarResNet, spec=cifar_spec, architecture=cifar_architecture
+)
+
+BUILDERS = {
+    **register_rows(RESNET, RESNET_ROWS),
+    **register_rows(CIFAR_RESNET, CIFAR_RESNET_ROWS),
+}
+globals().update(BUILDERS)  # ResNet18, ..., Plain110: the rows' builders
+
+__all__ = ["CifarResNet", "ResNet", *BUILDERS]

@@ -22,46 +22,22 @@ import numpy as np
 
 from keras_resnets import blocks
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
-from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, STOCHASTIC_DEPTH_OPTIONS
-from keras_resnets.models.builder import application_builder
-from keras_resnets.models.registry import register_alias, register_model
-from keras_resnets.models.resnet import ResNetSpec, build_resnet
+from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
+from keras_resnets.models.builder import application_arguments, stochastic_depth_options
+from keras_resnets.models.registry import Family, Option, Row, register_rows
+from keras_resnets.models.resnet import ResNetSpec, build_resnet, resnet_spec
 from keras_resnets.utils import check_choice, check_int
 
 XIE2017 = "Xie et al. 2017"
 WRN2016 = "Zagoruyko & Komodakis 2016"
 
-__all__ = [
-    "CifarResNeXt",
-    "ResNeXt29_8x64d",
-    "ResNeXt29_16x64d",
-    "ResNeXt50",
-    "ResNeXt50_32x4d",
-    "ResNeXt101",
-    "ResNeXt101_32x4d",
-    "ResNeXt101_32x8d",
-    "ResNeXt101_64x4d",
-    "WideResNet50_2",
-    "WideResNet101_2",
-    "copy_form_weights",
-]
+
+def resnext_spec(depths, cardinality: int, base_width: int, widths=None) -> ResNetSpec:
+    """The spec of an ImageNet ResNeXt (torchvision layout) from its arguments."""
+    return resnet_spec(depths, widths, "bottleneck", cardinality=cardinality, base_width=base_width)
 
 
-def _imagenet(depths, cardinality, base_width) -> ResNetSpec:
-    return ResNetSpec(
-        block="bottleneck",
-        depths=tuple(depths),
-        widths=(64, 128, 256, 512),
-        stem="imagenet",
-        default_size=224,
-        default_classes=1000,
-        shortcut="projection",
-        cardinality=cardinality,
-        base_width=base_width,
-    )
-
-
-def cifar_resnext_spec(depth: int, cardinality: int, base_width: int) -> ResNetSpec:
+def cifar_resnext_spec(depth: int = 29, cardinality: int = 8, base_width: int = 64) -> ResNetSpec:
     """The spec of the authors' CIFAR ResNeXt of `depth` = 9n + 2 layers.
 
     As the authors' Torch code (`models/resnext.lua`, post-activation
@@ -78,16 +54,11 @@ def cifar_resnext_spec(depth: int, cardinality: int, base_width: int) -> ResNetS
             f"{depth}; valid depths are {valid}, ..."
         )
     n = (depth - 2) // 9
-    return ResNetSpec(
-        block="bottleneck",
-        depths=(n, n, n),
-        widths=(64, 128, 256),
-        stem="cifar",
-        default_size=32,
-        default_classes=10,
-        shortcut="projection",
-        first_stage=1,
-        stem_width=64,
+    return resnet_spec(
+        (n, n, n),
+        (64, 128, 256),
+        "bottleneck",
+        "cifar",
         cardinality=cardinality,
         base_width=base_width,
     )
@@ -160,31 +131,28 @@ _OPTIONS_DOC = """    cardinality: groups of each 3x3 convolution (default {card
 """
 
 
-_OPTIONS = ("cardinality", "base_width", "form", "implementation", "shortcut", "stride_in_1x1")
+def resnext_options(spec: ResNetSpec) -> dict[str, Option]:
+    """The options of a ResNeXt / Wide ResNet builder, with defaults and search values.
+
+    The three forms compute the same function and the implementations the
+    same values, so a search tries neither.
+    """
+    return {
+        "cardinality": Option(spec.cardinality),
+        "base_width": Option(spec.base_width),
+        "form": Option("c", blocks.FORMS),
+        "implementation": Option("auto", IMPLEMENTATIONS),
+        "shortcut": Option(
+            "projection", ("projection", "all_projection"), ("projection", "all_projection")
+        ),
+        "stride_in_1x1": Option(False, (False, True), (False, True)),
+        **stochastic_depth_options(),
+    }
 
 
-def _make_builder(model_name: str, spec: ResNetSpec, title: str, summary: str):
-    return application_builder(
-        model_name,
-        spec,
-        build_resnext,
-        title=title,
-        summary=summary,
-        options=(*_OPTIONS, *STOCHASTIC_DEPTH_OPTIONS),
-        options_doc=_OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width)
-        + STOCHASTIC_DEPTH_DOC,
-    )
-
-
-def _define(model_name, spec, title, summary, num_params, family="ResNeXt", paper=XIE2017):
-    builder = _make_builder(model_name, spec, title, summary)
-    return register_model(
-        family=family,
-        input_size=spec.default_size,
-        num_params=num_params,
-        paper=paper,
-        slow=num_params > 40_000_000,
-    )(builder)
+def _resnext_options_doc(spec: ResNetSpec) -> str:
+    doc = _OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width)
+    return doc + STOCHASTIC_DEPTH_DOC
 
 
 _IMAGENET = (
@@ -202,71 +170,125 @@ _CIFAR = (
     "convolutions of {inner}/{inner2}/{inner4} channels, global average pool, classifier."
 )
 
-ResNeXt50 = _define(
-    "ResNeXt50",
-    _imagenet((3, 4, 6, 3), 32, 4),
-    "ResNeXt-50 (32x4d)",
-    _IMAGENET.format(card=32, inner=128),
-    25_028_904,
+
+def _imagenet(name, depths, card, width, title, num_params, *, aliases=()) -> Row:
+    summary = _IMAGENET.format(card=card, inner=card * width)
+    arguments = {"depths": depths, "cardinality": card, "base_width": width}
+    slow = num_params > 40_000_000
+    return Row(name, arguments, num_params, title, summary, slow=slow, aliases=aliases)
+
+
+def _wide(name, depths, depth, num_params) -> Row:
+    arguments = {"depths": depths, "cardinality": 1, "base_width": 128}
+    title = f"Wide ResNet-{depth}-2"
+    return Row(
+        name,
+        arguments,
+        num_params,
+        title,
+        _WIDE.format(depth=depth),
+        slow=num_params > 40_000_000,
+        family="Wide ResNet",
+        paper=WRN2016,
+    )
+
+
+def _cifar(card: int, width: int, num_params: int) -> Row:
+    inner = card * width
+    summary = _CIFAR.format(card=card, inner=inner, inner2=2 * inner, inner4=4 * inner)
+    name = f"ResNeXt29_{card}x{width}d"
+    arguments = {"cardinality": card, "base_width": width}
+    title = f"CIFAR ResNeXt-29 ({card}x{width}d)"
+    return Row(name, arguments, num_params, title, summary, slow=num_params > 40_000_000)
+
+
+# Each row: name, the arguments of `ResNeXt` that make it, its exact trainable count.
+RESNEXT_ROWS = (
+    _imagenet(
+        "ResNeXt50",
+        (3, 4, 6, 3),
+        32,
+        4,
+        "ResNeXt-50 (32x4d)",
+        25_028_904,
+        aliases=("ResNeXt50_32x4d",),
+    ),
+    _imagenet(
+        "ResNeXt101",
+        (3, 4, 23, 3),
+        32,
+        4,
+        "ResNeXt-101 (32x4d)",
+        44_177_704,
+        aliases=("ResNeXt101_32x4d",),
+    ),
+    _imagenet("ResNeXt101_32x8d", (3, 4, 23, 3), 32, 8, "ResNeXt-101 (32x8d)", 88_791_336),
+    _imagenet("ResNeXt101_64x4d", (3, 4, 23, 3), 64, 4, "ResNeXt-101 (64x4d)", 83_455_272),
+    _wide("WideResNet50_2", (3, 4, 6, 3), 50, 68_883_240),
+    _wide("WideResNet101_2", (3, 4, 23, 3), 101, 126_886_696),
 )
-ResNeXt101 = _define(
-    "ResNeXt101",
-    _imagenet((3, 4, 23, 3), 32, 4),
-    "ResNeXt-101 (32x4d)",
-    _IMAGENET.format(card=32, inner=128),
-    44_177_704,
-)
-ResNeXt101_32x8d = _define(
-    "ResNeXt101_32x8d",
-    _imagenet((3, 4, 23, 3), 32, 8),
-    "ResNeXt-101 (32x8d)",
-    _IMAGENET.format(card=32, inner=256),
-    88_791_336,
-)
-ResNeXt101_64x4d = _define(
-    "ResNeXt101_64x4d",
-    _imagenet((3, 4, 23, 3), 64, 4),
-    "ResNeXt-101 (64x4d)",
-    _IMAGENET.format(card=64, inner=256),
-    83_455_272,
-)
-WideResNet50_2 = _define(
-    "WideResNet50_2",
-    _imagenet((3, 4, 6, 3), 1, 128),
-    "Wide ResNet-50-2",
-    _WIDE.format(depth=50),
-    68_883_240,
-    family="Wide ResNet",
-    paper=WRN2016,
-)
-WideResNet101_2 = _define(
-    "WideResNet101_2",
-    _imagenet((3, 4, 23, 3), 1, 128),
-    "Wide ResNet-101-2",
-    _WIDE.format(depth=101),
-    126_886_696,
-    family="Wide ResNet",
-    paper=WRN2016,
-)
-ResNeXt29_8x64d = _define(
-    "ResNeXt29_8x64d",
-    cifar_resnext_spec(29, 8, 64),
-    "CIFAR ResNeXt-29 (8x64d)",
-    _CIFAR.format(card=8, inner=512, inner2=1024, inner4=2048),
-    34_426_698,
-)
-ResNeXt29_16x64d = _define(
-    "ResNeXt29_16x64d",
-    cifar_resnext_spec(29, 16, 64),
-    "CIFAR ResNeXt-29 (16x64d)",
-    _CIFAR.format(card=16, inner=1024, inner2=2048, inner4=4096),
-    68_155_210,
+# Each row: name, the arguments of `CifarResNeXt` that make it, its exact trainable count.
+CIFAR_RESNEXT_ROWS = (
+    _cifar(8, 64, 34_426_698),
+    _cifar(16, 64, 68_155_210),
 )
 
-ResNeXt50_32x4d = ResNeXt50
-ResNeXt101_32x4d = ResNeXt101
-register_alias("ResNeXt50_32x4d", "ResNeXt50")
-register_alias("ResNeXt101_32x4d", "ResNeXt101")
+
+def ResNeXt(
+    depths=(3, 4, 6, 3),
+    cardinality: int = 32,
+    base_width: int = 4,
+    widths=None,
+    include_top: bool = True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling=None,
+    classes: int = 1000,
+    classifier_activation="softmax",
+    name: str | None = None,
+    **options,
+) -> keras.Model:
+    """An ImageNet ResNeXt of any stage depths, cardinality and base width.
+
+    The generic builder behind `ResNeXt50` ... and the ImageNet Wide ResNets:
+    `ResNeXt101_32x8d()` is `ResNeXt((3, 4, 23, 3), cardinality=32,
+    base_width=8)` and `WideResNet50_2()` is `ResNeXt(cardinality=1,
+    base_width=128)` (torchvision's `groups` and `width_per_group`).
+
+    Args:
+        depths: bottlenecks per stage (default ResNeXt-50's `(3, 4, 6, 3)`).
+        cardinality: groups of each 3x3 convolution (default 32).
+        base_width: channels per group at the first stage (default 4); a
+            bottleneck of base width w has an inner width of
+            `(w * base_width // 64) * cardinality`.
+        widths: base width per stage (default 64, 128, 256, ...).
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation: as for `ResNeXt50`.
+        name: the model name (default `"resnext{layers}_{cardinality}x{base_width}d"`).
+        **options: `form`, `implementation`, `shortcut`, `stride_in_1x1`,
+            `drop_path_rate`, `stochastic_depth_mode`, `stochastic_depth_scale`,
+            `stochastic_depth_seed` as for `ResNeXt50`.
+
+    Returns:
+        A functional `keras.Model`.
+
+    Raises:
+        ValueError: bad `depths`/`widths`, `cardinality`/`base_width` not
+            positive integers, or a bad option value.
+
+    Example:
+        >>> model = keras_resnets.ResNeXt((2, 2, 2, 2), cardinality=8, base_width=8)
+    """
+    spec = resnext_spec(depths, cardinality, base_width, widths)
+    layers = 3 * sum(spec.depths) + 2
+    name = name or f"resnext{layers}_{cardinality}x{base_width}d"
+    return build_resnext(
+        spec,
+        model_name=f"ResNeXt(depths={spec.depths})",
+        **application_arguments(locals()),
+        **options,
+    )
 
 
 def CifarResNeXt(
@@ -310,19 +332,38 @@ def CifarResNeXt(
     check_int("cardinality", cardinality)
     check_int("base_width", base_width)
     spec = cifar_resnext_spec(depth, cardinality, base_width)
+    name = name or f"resnext{depth}_{cardinality}x{base_width}d"
     return build_resnext(
         spec,
         model_name=f"CifarResNeXt(depth={depth})",
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        name=name or f"resnext{depth}_{cardinality}x{base_width}d",
+        **application_arguments(locals()),
         **options,
     )
+
+
+RESNEXT = Family(
+    label="ResNeXt",
+    paper=XIE2017,
+    generic=ResNeXt,
+    spec=resnext_spec,
+    build=build_resnext,
+    options=resnext_options,
+    options_doc=_resnext_options_doc,
+)
+CIFAR_RESNEXT = dataclasses.replace(
+    RESNEXT,
+    generic=CifarResNeXt,
+    spec=cifar_resnext_spec,
+    architecture=lambda spec: {"cardinality": Option(spec.cardinality, search=(4, 8, 16))},
+)
+
+BUILDERS = {
+    **register_rows(RESNEXT, RESNEXT_ROWS),
+    **register_rows(CIFAR_RESNEXT, CIFAR_RESNEXT_ROWS),
+}
+globals().update(BUILDERS)  # ResNeXt50, ..., ResNeXt29_16x64d: the rows' builders
+
+__all__ = ["CifarResNeXt", "ResNeXt", "copy_form_weights", *BUILDERS]
 
 
 # ---------------------------------------------------------------- form conversion

@@ -10,25 +10,55 @@ input where the shape changes.
 
 from __future__ import annotations
 
-import types
+import dataclasses
 
 import keras
 
 from keras_resnets import blocks
-from keras_resnets.layers.stochastic_depth import (
-    STOCHASTIC_DEPTH_OPTIONS,
-    stochastic_depth_schedule,
+from keras_resnets.layers.stochastic_depth import stochastic_depth_schedule
+from keras_resnets.models.builder import (
+    application_arguments,
+    build_model,
+    stage_info,
+    stochastic_depth_options,
 )
-from keras_resnets.models.builder import application_builder, build_model, stage_info
-from keras_resnets.models.registry import register_model
+from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_fraction, check_int
 
 WRN2016 = "Zagoruyko & Komodakis 2016"
 
-__all__ = ["WideResNet", "WideResNet28_10"]
+
+@dataclasses.dataclass(frozen=True)
+class WideResNetSpec:
+    """One CIFAR Wide ResNet, WRN-depth-width.
+
+    Attributes:
+        depth: weighted layers, 6n + 4.
+        width: widening factor k; stage widths are 16k, 32k, 64k.
+        default_size: default input size (32).
+        default_classes: default number of classes (10).
+    """
+
+    depth: int
+    width: int
+    default_size: int = 32
+    default_classes: int = 10
+
+    @property
+    def blocks_per_stage(self) -> int:
+        return (self.depth - 4) // 6
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(base * self.width for base in (16, 32, 64))
+
+    @property
+    def total_stride(self) -> int:
+        return 4
 
 
-def _check_depth(depth: int) -> int:
+def wide_resnet_spec(depth: int = 28, width: int = 10) -> WideResNetSpec:
+    """The spec of WRN-depth-width; ValueError naming `depth` or `width` when invalid."""
     check_int("depth", depth, minimum=10)
     if (depth - 4) % 6:
         valid = ", ".join(str(6 * n + 4) for n in range(1, 7))
@@ -36,7 +66,7 @@ def _check_depth(depth: int) -> int:
             f"`depth` must be 6n + 4 for a CIFAR Wide ResNet (3 stages of n blocks), got "
             f"{depth}; valid depths are {valid}, ..."
         )
-    return (depth - 4) // 6
+    return WideResNetSpec(depth, check_int("width", width))
 
 
 def wide_branch(x, filters: int, *, strides: int, name: str, dropout_rate: float = 0.0):
@@ -192,8 +222,33 @@ def WideResNet(
     Example:
         >>> model = keras_resnets.WideResNet(depth=16, width=4)
     """
-    n = _check_depth(depth)
-    check_int("width", width)
+    spec = wide_resnet_spec(depth, width)
+    name = name or f"wrn_{depth}_{width}"
+    return build_wide_resnet(
+        spec,
+        model_name=f"WideResNet(depth={depth}, width={width})",
+        **application_arguments(locals()),
+        dropout_rate=dropout_rate,
+        drop_path_rate=drop_path_rate,
+        stochastic_depth_mode=stochastic_depth_mode,
+        stochastic_depth_scale=stochastic_depth_scale,
+        stochastic_depth_seed=stochastic_depth_seed,
+    )
+
+
+def build_wide_resnet(
+    spec: WideResNetSpec,
+    *,
+    model_name: str,
+    dropout_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    stochastic_depth_mode: str = "batch",
+    stochastic_depth_scale: str | None = None,
+    stochastic_depth_seed: int | None = None,
+    **application,
+) -> keras.Model:
+    """Build a CIFAR Wide ResNet from its spec (`application`: keras.applications arguments)."""
+    n = spec.blocks_per_stage
     dropout_rate = check_fraction("dropout_rate", dropout_rate, low=0.0, high=1.0)
     schedule = iter(
         stochastic_depth_schedule(
@@ -208,12 +263,12 @@ def WideResNet(
     def body(x):
         x = blocks.cifar_stem(x, 16, preact=True)
         feature_info = [stage_info("stem", x, 1)]
-        for stage, base in enumerate((16, 32, 64)):
+        for stage, width in enumerate(spec.widths):
             for index in range(n):
                 strides = 2 if stage > 0 and index == 0 else 1
                 x = wide_block(
                     x,
-                    base * width,
+                    width,
                     strides=strides,
                     name=f"stage{stage + 1}_block{index + 1}",
                     dropout_rate=dropout_rate,
@@ -223,48 +278,51 @@ def WideResNet(
         x = blocks.batch_norm(x, name="post_bn")
         return blocks.relu(x, name="post_relu"), feature_info
 
-    return build_model(
-        body=body,
-        name=name or f"wrn_{depth}_{width}",
-        model_name=f"WideResNet(depth={depth}, width={width})",
-        default_size=32,
-        min_size=4,
-        include_top=include_top,
-        weights=weights,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-    )
+    return build_model(body=body, spec=spec, model_name=model_name, **application)
 
 
-_WRN28_10_OPTIONS_DOC = """    dropout_rate: dropout inside each block (default 0; the paper's 3.89%
+_OPTIONS_DOC = """    dropout_rate: dropout inside each block (default 0; the paper's 3.89%
         uses 0.3).
     drop_path_rate, stochastic_depth_mode, stochastic_depth_scale,
         stochastic_depth_seed: stochastic depth, as for `WideResNet`.
 """
 
 
-def _build_wrn28_10(spec, *, model_name, name, **kwargs):
-    return WideResNet(28, 10, name=name or model_name.lower(), **kwargs)
+def wide_resnet_options(spec: WideResNetSpec) -> dict[str, Option]:
+    """The options of a Wide ResNet builder, with defaults and search values."""
+    return {"dropout_rate": Option(0.0, search=(0.0, 0.3)), **stochastic_depth_options()}
 
 
-WideResNet28_10 = register_model(
-    family="Wide ResNet", input_size=32, num_params=36_479_194, paper=WRN2016, slow=True
-)(
-    application_builder(
+# Each row: name, the arguments of `WideResNet` that make it, its exact trainable count.
+WIDE_RESNET_ROWS = (
+    Row(
         "WideResNet28_10",
-        types.SimpleNamespace(default_size=32, default_classes=10, total_stride=4),
-        _build_wrn28_10,
-        title="CIFAR Wide ResNet-28-10 (Zagoruyko & Komodakis 2016)",
-        summary=(
-            "`WideResNet(depth=28, width=10)`: four pre-activation basic blocks per stage "
-            "at widths 160/320/640; 4.00% CIFAR-10 error in the paper (3.89% with "
-            "dropout 0.3)."
-        ),
-        options=("dropout_rate", *STOCHASTIC_DEPTH_OPTIONS),
-        options_doc=_WRN28_10_OPTIONS_DOC,
-        example="dropout_rate=0.3",
-    )
+        {"depth": 28, "width": 10},
+        36_479_194,
+        "CIFAR Wide ResNet-28-10 (Zagoruyko & Komodakis 2016)",
+        "`WideResNet(depth=28, width=10)`: four pre-activation basic blocks per stage "
+        "at widths 160/320/640; 4.00% CIFAR-10 error in the paper (3.89% with "
+        "dropout 0.3).",
+        slow=True,
+    ),
 )
+
+WIDE_RESNET = Family(
+    label="Wide ResNet",
+    paper=WRN2016,
+    generic=WideResNet,
+    spec=wide_resnet_spec,
+    build=build_wide_resnet,
+    options=wide_resnet_options,
+    options_doc=lambda spec: _OPTIONS_DOC,
+    architecture=lambda spec: {
+        "depth": Option(spec.depth, search=(16, 22, 28)),
+        "width": Option(spec.width, search=(2, 4, 8)),
+    },
+    example="dropout_rate=0.3",
+)
+
+BUILDERS = register_rows(WIDE_RESNET, WIDE_RESNET_ROWS)
+globals().update(BUILDERS)  # WideResNet28_10: the row's builder
+
+__all__ = ["WideResNet", *BUILDERS]
