@@ -6,7 +6,7 @@ import pytest
 
 from training import config
 from training.optim import RecipeSchedule
-from training.train import build_model, resolve
+from training.train import build_training_model, resolve
 
 EXPECTED = {
     "cifar10_resnet20",
@@ -94,10 +94,10 @@ def test_model_names_are_checked_lazily():
     # A recipe naming a model that does not exist (yet) validates; building fails clearly.
     cfg = resolve("digits_resnet20", model="ResNet21")
     with pytest.raises(ValueError, match="Unknown model name 'ResNet21'.*ResNet"):
-        build_model(cfg, 10, 3)
+        build_training_model(cfg, 10, 3)
     cfg = resolve("digits_resnet20", overrides={"model.options": {"depth": 8}})
     with pytest.raises(ValueError, match="does not accept the recipe's options"):
-        build_model(cfg, 10, 3)
+        build_training_model(cfg, 10, 3)
 
 
 def test_every_recipe_model_exists_and_takes_its_options():
@@ -116,7 +116,7 @@ def test_every_recipe_model_exists_and_takes_its_options():
         info = keras_resnets.models.model_info(model)
         if info.slow or info.input_size > 32:
             continue  # built by tests/test_registry.py
-        built = build_model(cfg, 10, 3)
+        built = build_training_model(cfg, 10, 3)
         assert built.output_shape == (None, 10)
 
 

@@ -167,7 +167,7 @@ def resolve(
     return cfg
 
 
-def build_model(cfg: dict, num_classes: int, channels: int):
+def build_training_model(cfg: dict, num_classes: int, channels: int):
     """Build the recipe's model, or load the one to transfer from.
 
     With `transfer.from` (`--transfer-from PATH.keras`) the trained model is
@@ -498,7 +498,7 @@ def run(
 
     try:
         with strategy.scope():
-            base = build_model(cfg, source.num_classes, source.channels)
+            base = build_training_model(cfg, source.num_classes, source.channels)
             # The normalisation the model is trained with travels with it (in
             # model.keras and checkpoint.keras): the export serves it by default.
             base = _with_preprocessing(base, source)

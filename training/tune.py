@@ -1,11 +1,11 @@
 """Hyper-parameter search with keras-tuner: `python -m training.tune --recipe NAME`.
 
-Searches the architecture (CIFAR depth `n` of depth 6n+2, and the family
-options a model's builder takes: `width_multiplier`, `cardinality`,
-`growth_rate`, `drop_path_rate`) and the optimiser (learning rate, weight
-decay) with Hyperband or Bayesian optimisation, training each trial with the
-recipe's data pipeline, and writes a results table (`results.csv`,
-`results.md`) to the output directory.
+Searches the architecture and the family options of a model, as its registry
+entry lists them (`search_space`: e.g. the CIFAR depth, the cardinality of a
+CIFAR ResNeXt, the shortcut, unit and `drop_path_rate` of a ResNet), and the
+optimiser (learning rate, weight decay) with Hyperband or Bayesian
+optimisation, training each trial with the recipe's data pipeline, and writes
+a results table (`results.csv`, `results.md`) to the output directory.
 
 Example:
     python -m training.tune --recipe digits_resnet20 --tuner hyperband --max-trials 6
@@ -14,84 +14,67 @@ Example:
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
-import re
 import sys
 from typing import Any
 
 from training import config as config_lib
 
 TUNERS = ("hyperband", "bayesian")
-
-# Values tried for each family option, where the model's builder takes it.
-FAMILY_OPTIONS = {
-    "width": [2, 4, 8],
-    "width_multiplier": [1, 2],
-    "cardinality": [4, 8, 16],
-    "growth_rate": [12, 24],
-    "drop_path_rate": [0.0, 0.2, 0.5],
-}
 WEIGHT_DECAYS = [0.0, 1e-4, 5e-4]
 
 
-# Fixed variants and the configurable builder (and its arguments) they are.
-_GENERIC = (
-    (r"ResNeXt29_(\d+)x(\d+)d", "CifarResNeXt", ("cardinality", "base_width")),
-    (r"DenseNetBC(\d+)", "CifarDenseNet", ("depth",)),
-    (r"WideResNet(\d+)_(\d+)", "WideResNet", ("depth", "width")),
-)
+def _model_info(model_name: str):
+    """The registry entry of `model_name`; for a generic builder (`CifarResNet`),
+    that of its plainest row (fewest arguments, then fewest parameters)."""
+    from keras_resnets.models import registry
+
+    if model_name in registry.list_models():
+        return registry.model_info(model_name)
+    rows = [registry.model_info(name) for name in registry.list_models()]
+    rows = [info for info in rows if info.generic == model_name]
+    if not rows:
+        return registry.model_info(model_name)  # raises, naming the closest models
+    return min(rows, key=lambda info: (len(info.arguments), info.num_params, info.name))
 
 
 def tunable_builder(model_name: str) -> tuple[str, dict]:
-    """The configurable builder behind a fixed variant, and the variant's arguments.
+    """The generic builder behind a model, and the arguments that make the model.
 
-    `ResNeXt29_8x64d` is `CifarResNeXt(cardinality=8, base_width=64)`,
-    `DenseNetBC100` is `CifarDenseNet(depth=100)`, `WideResNet28_10` is
-    `WideResNet(depth=28, width=10)`; other names map to themselves.
+    Read from the registry row: `ResNeXt29_8x64d` is
+    `CifarResNeXt(cardinality=8, base_width=64)`, `DenseNetBC100` is
+    `CifarDenseNet(depth=100)`, `ResNet50` is `ResNet(depths=(3, 4, 6, 3),
+    block="bottleneck")`; a generic builder's name maps to itself.
 
     Returns:
-        `(builder_name, options)`.
-    """
-    import keras_resnets
+        `(builder_name, arguments)`.
 
-    for pattern, generic, names in _GENERIC:
-        match = re.fullmatch(pattern, model_name)
-        if match and callable(getattr(keras_resnets, generic, None)):
-            return generic, {k: int(v) for k, v in zip(names, match.groups(), strict=True)}
-    return model_name, {}
+    Raises:
+        ValueError: an unknown name (the message lists the closest ones).
+    """
+    info = _model_info(model_name)
+    if info.name != model_name:
+        return model_name, {}
+    return info.generic, dict(info.arguments)
 
 
 def search_space(model_name: str) -> dict[str, list]:
-    """The architecture choices that apply to `model_name`.
+    """The architecture choices and family options a search tries for `model_name`.
 
-    CIFAR ResNets and plain networks (`ResNet20`, `Plain56`, `CifarResNet`)
-    get `depth` in {8, 14, 20, 32}; the family options (`width`,
-    `width_multiplier`, `cardinality`, `growth_rate`, `drop_path_rate`) are
-    included where the builder (for a fixed variant such as
-    `ResNeXt29_8x64d`: its configurable builder, see `tunable_builder`)
-    takes them.
+    Read from the registry (`ModelInfo.search_space`): the generic builder's
+    architecture arguments (CIFAR ResNets: `depth` in {8, 14, 20, 32};
+    CIFAR ResNeXts: `cardinality`; CIFAR DenseNets: `growth_rate`,
+    `compression`; Wide ResNets: `depth`, `width`) and the options with values
+    worth trying (`shortcut`, `unit`, `shortcut_variant`, `stride_in_1x1`,
+    `drop_path_rate`, `dropout`, ...). Non-empty for every registered model.
 
     Returns:
         `{hyper-parameter: values}`.
-    """
-    import keras_resnets
 
-    space: dict[str, list] = {}
-    match = re.fullmatch(r"(ResNet|Plain)(\d+)", model_name)
-    cifar = model_name == "CifarResNet" or (
-        match is not None
-        and model_name in keras_resnets.list_models()
-        and keras_resnets.models.model_info(model_name).input_size == 32
-    )
-    if cifar:
-        space["depth"] = [8, 14, 20, 32]
-    builder = getattr(keras_resnets, tunable_builder(model_name)[0], None)
-    params = inspect.signature(builder).parameters if callable(builder) else {}
-    for option, values in FAMILY_OPTIONS.items():
-        if option in params:
-            space[option] = values
-    return space
+    Raises:
+        ValueError: an unknown name (the message lists the closest ones).
+    """
+    return _model_info(model_name).search_space()
 
 
 def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
@@ -99,9 +82,11 @@ def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
     import keras_tuner as kt
 
     from training.optim import make_optimizer
-    from training.train import build_model
+    from training.train import build_training_model
 
     base_lr = cfg["optimizer"]["learning_rate"]
+    generic, fixed = tunable_builder(cfg["model"]["name"])
+    architecture = _model_info(cfg["model"]["name"]).architecture
 
     class RecipeHyperModel(kt.HyperModel):
         def build(self, hp):
@@ -110,28 +95,20 @@ def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
                 "name": cfg["model"]["name"],
                 "options": dict(cfg["model"]["options"]),
             }
-            if "depth" in space:
-                depth = hp.Choice("depth", space["depth"])
-                residual = not cfg["model"]["name"].startswith("Plain")
-                trial["model"] = {
-                    "name": "CifarResNet",
-                    "options": {**trial["model"]["options"], "depth": depth, "residual": residual},
-                }
-            family = {k: v for k, v in space.items() if k != "depth"}
-            if family:
-                generic, fixed = tunable_builder(cfg["model"]["name"])
+            choices = {option: hp.Choice(option, values) for option, values in space.items()}
+            if set(choices) & set(architecture):
+                # An architecture choice builds the generic builder from the row.
                 trial["model"] = {
                     "name": generic,
                     "options": {**fixed, **trial["model"]["options"]},
                 }
-            for option, values in family.items():
-                trial["model"]["options"][option] = hp.Choice(option, values)
+            trial["model"]["options"].update(choices)
             optimizer = dict(cfg["optimizer"])
             optimizer["learning_rate"] = hp.Float(
                 "learning_rate", base_lr / 10, base_lr * 3, sampling="log"
             )
             optimizer["weight_decay"] = hp.Choice("weight_decay", WEIGHT_DECAYS)
-            model = build_model(trial, source.num_classes, source.channels)
+            model = build_training_model(trial, source.num_classes, source.channels)
             model.compile(
                 optimizer=make_optimizer(optimizer, optimizer["learning_rate"]),
                 loss=keras.losses.SparseCategoricalCrossentropy(),

@@ -3,14 +3,16 @@
 Every family turns its spec into a `body(x) -> (features, feature_info)`
 function and calls `build_model`; nothing else in the package creates inputs
 or heads. The keras.applications arguments are named once,
-`APPLICATION_ARGUMENTS`; builders pass them on with `application_arguments`. The body records its stem and stages while it builds them
+`APPLICATION_ARGUMENTS`; every builder gets them from `with_application_arguments`. The body records its stem and stages while it builds them
 (`stage_info`), so `feature_info` is what was built, never a guess from names.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 
@@ -63,17 +65,79 @@ def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
     }
 
 
-def application_arguments(values: Mapping) -> dict:
-    """The keras.applications arguments out of a builder's `locals()`.
+def _application_parameters(classes: int | None) -> list[inspect.Parameter]:
+    defaults = dict.fromkeys(APPLICATION_ARGUMENTS)
+    defaults.update(include_top=True, classes=classes, classifier_activation="softmax")
+    # String annotations, as `from __future__ import annotations` writes them.
+    annotations = {
+        "include_top": "bool",
+        "classes": "int" if classes is not None else "int | None",
+        "name": "str | None",
+    }
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    empty = inspect.Parameter.empty
+    return [
+        inspect.Parameter(key, kind, default=defaults[key], annotation=annotations.get(key, empty))
+        for key in APPLICATION_ARGUMENTS
+    ]
+
+
+def with_application_arguments(classes: int | None):
+    """Give a builder the keras.applications arguments, declared once here.
+
+    The decorated function takes its architecture arguments as ordinary
+    parameters, its family options as keyword-only ones (or `**options`)
+    and a keyword-only `application` dict. The public signature is the
+    architecture arguments, then `include_top, weights, input_tensor,
+    input_shape, pooling, classes, classifier_activation, name` (as
+    keras.applications), then the options, so positional calls work as
+    with a hand-written signature; `inspect.signature` shows it.
 
     Args:
-        values: a mapping holding every name of `APPLICATION_ARGUMENTS`
-            (a builder's `locals()`).
+        classes: the default of `classes`.
 
     Returns:
-        `{argument: value}` for exactly those names, to pass on as keywords.
+        The decorator.
+
+    Example:
+        >>> @with_application_arguments(classes=10)
+        ... def Tiny(depth=8, *, application, **options): ...
+        >>> list(inspect.signature(Tiny).parameters)[:3]
+        ['depth', 'include_top', 'weights']
     """
-    return {key: values[key] for key in APPLICATION_ARGUMENTS}
+
+    def decorate(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+        own = inspect.signature(fn).parameters.values()
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        leading = [p for p in own if p.kind == kind]
+        trailing = [
+            p.replace(kind=kind)
+            for p in own
+            if p.kind == p.KEYWORD_ONLY and p.name != "application"
+        ]
+        variadic = [p for p in own if p.kind == p.VAR_KEYWORD]
+        signature = inspect.Signature(
+            [*leading, *_application_parameters(classes), *trailing, *variadic],
+            return_annotation=inspect.signature(fn).return_annotation,
+        )
+        extra = variadic[0].name if variadic else None
+
+        @functools.wraps(fn)
+        def builder(*args, **kwargs):
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{fn.__name__}(): {error}") from None
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            application = {key: arguments.pop(key) for key in APPLICATION_ARGUMENTS}
+            options = arguments.pop(extra, {}) if extra else {}
+            return fn(**arguments, application=application, **options)
+
+        builder.__signature__ = signature
+        return builder
+
+    return decorate
 
 
 def stage_info(name: str, tensor, reduction: int) -> dict:
@@ -387,17 +451,8 @@ def application_builder(
 
     accepted = tuple(options)
 
-    def builder(
-        include_top: bool = True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling=None,
-        classes: int = spec.default_classes,
-        classifier_activation="softmax",
-        name: str | None = None,
-        **kwargs,
-    ) -> keras.Model:
+    @with_application_arguments(classes=spec.default_classes)
+    def builder(*, application, **kwargs) -> keras.Model:
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown:
             allowed = ", ".join(accepted) if accepted else "none"
@@ -405,7 +460,7 @@ def application_builder(
                 f"{model_name}() got an unexpected keyword argument {unknown[0]!r}; "
                 f"besides the keras.applications arguments it takes: {allowed}."
             )
-        return build(spec, model_name=model_name, **application_arguments(locals()), **kwargs)
+        return build(spec, model_name=model_name, **application, **kwargs)
 
     builder.__name__ = builder.__qualname__ = model_name
     builder.options = accepted

@@ -24,7 +24,7 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers import DenseBlock
-from keras_resnets.models.builder import application_arguments, build_model, stage_info
+from keras_resnets.models.builder import build_model, stage_info, with_application_arguments
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_fraction, check_int
 
@@ -311,20 +311,15 @@ CIFAR_DENSENET_ROWS = (
 )
 
 
+@with_application_arguments(classes=1000)
 def DenseNet(
     blocks=(6, 12, 24, 16),
     growth_rate: int = 32,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
     stem_width: int | None = None,
     dropout: float = 0.0,
     memory_efficient: bool = False,
+    application: dict,
 ) -> keras.Model:
     """An ImageNet DenseNet-BC of any block sizes and growth rate (torchvision layout).
 
@@ -352,31 +347,26 @@ def DenseNet(
         >>> model = keras_resnets.DenseNet(blocks=(2, 2, 2, 2), growth_rate=8)
     """
     spec = imagenet_spec(blocks, growth_rate, stem_width)
-    name = name or f"densenet{2 * sum(spec.block_sizes) + 5}"
+    application["name"] = application["name"] or f"densenet{2 * sum(spec.block_sizes) + 5}"
     return build_densenet(
         spec,
         model_name=f"DenseNet(blocks={spec.block_sizes})",
-        **application_arguments(locals()),
+        **application,
         dropout=dropout,
         memory_efficient=memory_efficient,
     )
 
 
+@with_application_arguments(classes=10)
 def CifarDenseNet(
     depth: int = 100,
     growth_rate: int = 12,
     bottleneck: bool = True,
     compression: float = 0.5,
     dropout: float = 0.0,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
     memory_efficient: bool = False,
+    application: dict,
 ) -> keras.Model:
     """A CIFAR DenseNet of any valid depth, growth rate and variant.
 
@@ -406,11 +396,11 @@ def CifarDenseNet(
     """
     spec = cifar_spec(depth, growth_rate, bottleneck=bottleneck, compression=compression)
     prefix = "densenet_bc" if bottleneck and compression < 1 else "densenet"
-    name = name or f"{prefix}{depth}_k{growth_rate}"
+    application["name"] = application["name"] or f"{prefix}{depth}_k{growth_rate}"
     return build_densenet(
         spec,
         model_name=f"CifarDenseNet(depth={depth}, growth_rate={growth_rate})",
-        **application_arguments(locals()),
+        **application,
         dropout=dropout,
         memory_efficient=memory_efficient,
     )

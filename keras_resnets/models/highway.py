@@ -15,7 +15,7 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers.highway import default_transform_bias
-from keras_resnets.models.builder import application_arguments, build_model, stage_info
+from keras_resnets.models.builder import build_model, stage_info, with_application_arguments
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_choice, check_int
 
@@ -104,21 +104,16 @@ def _number_or_none(argument, value):
     return None if value is None else float(value)
 
 
+@with_application_arguments(classes=10)
 def CifarHighwayNet(
     depth: int = 32,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
     coupled: bool = True,
     transform_bias: float | None = None,
     carry_bias: float | None = None,
     gate_kernel_size: int = 3,
     shortcut: str = "zero_pad",
+    application: dict,
 ) -> keras.Model:
     """A CIFAR highway network of `depth` layers in the ResNet stage layout.
 
@@ -149,11 +144,11 @@ def CifarHighwayNet(
         >>> model = keras_resnets.CifarHighwayNet(depth=14, coupled=False)
     """
     spec = highway_spec(depth)
-    name = name or f"highway{depth}"
+    application["name"] = application["name"] or f"highway{depth}"
     return build_highway(
         spec,
         model_name=f"CifarHighwayNet(depth={depth})",
-        **application_arguments(locals()),
+        **application,
         coupled=coupled,
         transform_bias=transform_bias,
         carry_bias=carry_bias,

@@ -18,10 +18,10 @@ import keras
 from keras_resnets import blocks
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochastic_depth_schedule
 from keras_resnets.models.builder import (
-    application_arguments,
     build_model,
     stage_info,
     stochastic_depth_options,
+    with_application_arguments,
 )
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
@@ -545,20 +545,15 @@ CIFAR_RESNET_ROWS = (
 )
 
 
+@with_application_arguments(classes=None)
 def ResNet(
     depths,
     widths=None,
     block: str = "basic",
     stem: str = "imagenet",
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int | None = None,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
     residual: bool = True,
+    application: dict,
     **options,
 ) -> keras.Model:
     """A ResNet of any stage depths and widths (He et al. 2015).
@@ -606,27 +601,22 @@ def ResNet(
     """
     spec = resnet_spec(depths, widths, block, stem, residual=residual)
     layers = (2 if spec.block == "basic" else 3) * sum(spec.depths) + 2
-    name = name or f"{'resnet' if residual else 'plain'}{layers}"
+    application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{layers}"
     return build_resnet(
         spec,
         model_name=f"ResNet(depths={spec.depths})",
-        **application_arguments(locals()),
+        **application,
         **options,
     )
 
 
+@with_application_arguments(classes=10)
 def CifarResNet(
     depth: int = 20,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
     residual: bool = True,
     block: str = "basic",
+    application: dict,
     **options,
 ) -> keras.Model:
     """A CIFAR ResNet (or plain network) of any depth 6n + 2 (or 9n + 2).
@@ -656,11 +646,11 @@ def CifarResNet(
         >>> r164 = keras_resnets.CifarResNet(164, block="bottleneck", unit="full_preactivation")
     """
     spec = cifar_spec(depth, residual=residual, block=block)
-    name = name or f"{'resnet' if residual else 'plain'}{depth}"
+    application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{depth}"
     return build_resnet(
         spec,
         model_name=f"CifarResNet(depth={depth})",
-        **application_arguments(locals()),
+        **application,
         **options,
     )
 

@@ -23,7 +23,7 @@ import numpy as np
 from keras_resnets import blocks
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
-from keras_resnets.models.builder import application_arguments, stochastic_depth_options
+from keras_resnets.models.builder import stochastic_depth_options, with_application_arguments
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.models.resnet import ResNetSpec, build_resnet, resnet_spec
 from keras_resnets.utils import check_choice, check_int
@@ -234,19 +234,14 @@ CIFAR_RESNEXT_ROWS = (
 )
 
 
+@with_application_arguments(classes=1000)
 def ResNeXt(
     depths=(3, 4, 6, 3),
     cardinality: int = 32,
     base_width: int = 4,
     widths=None,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 1000,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
+    application: dict,
     **options,
 ) -> keras.Model:
     """An ImageNet ResNeXt of any stage depths, cardinality and base width.
@@ -282,27 +277,22 @@ def ResNeXt(
     """
     spec = resnext_spec(depths, cardinality, base_width, widths)
     layers = 3 * sum(spec.depths) + 2
-    name = name or f"resnext{layers}_{cardinality}x{base_width}d"
+    application["name"] = application["name"] or f"resnext{layers}_{cardinality}x{base_width}d"
     return build_resnext(
         spec,
         model_name=f"ResNeXt(depths={spec.depths})",
-        **application_arguments(locals()),
+        **application,
         **options,
     )
 
 
+@with_application_arguments(classes=10)
 def CifarResNeXt(
     depth: int = 29,
     cardinality: int = 8,
     base_width: int = 64,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
+    application: dict,
     **options,
 ) -> keras.Model:
     """A CIFAR ResNeXt of any depth 9n + 2, cardinality and base width.
@@ -332,11 +322,11 @@ def CifarResNeXt(
     check_int("cardinality", cardinality)
     check_int("base_width", base_width)
     spec = cifar_resnext_spec(depth, cardinality, base_width)
-    name = name or f"resnext{depth}_{cardinality}x{base_width}d"
+    application["name"] = application["name"] or f"resnext{depth}_{cardinality}x{base_width}d"
     return build_resnext(
         spec,
         model_name=f"CifarResNeXt(depth={depth})",
-        **application_arguments(locals()),
+        **application,
         **options,
     )
 

@@ -17,10 +17,10 @@ import keras
 from keras_resnets import blocks
 from keras_resnets.layers.stochastic_depth import stochastic_depth_schedule
 from keras_resnets.models.builder import (
-    application_arguments,
     build_model,
     stage_info,
     stochastic_depth_options,
+    with_application_arguments,
 )
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_fraction, check_int
@@ -181,22 +181,17 @@ def _gated_wide_block(x, filters, *, strides, name, dropout_rate, wrap_branch, s
     )
 
 
+@with_application_arguments(classes=10)
 def WideResNet(
     depth: int = 28,
     width: int = 10,
-    include_top: bool = True,
-    weights=None,
-    input_tensor=None,
-    input_shape=None,
-    pooling=None,
-    classes: int = 10,
-    classifier_activation="softmax",
-    name: str | None = None,
+    *,
     dropout_rate: float = 0.0,
     drop_path_rate: float = 0.0,
     stochastic_depth_mode: str = "batch",
     stochastic_depth_scale: str | None = None,
     stochastic_depth_seed: int | None = None,
+    application: dict,
 ) -> keras.Model:
     """A CIFAR Wide ResNet WRN-depth-width (Zagoruyko & Komodakis 2016).
 
@@ -223,11 +218,11 @@ def WideResNet(
         >>> model = keras_resnets.WideResNet(depth=16, width=4)
     """
     spec = wide_resnet_spec(depth, width)
-    name = name or f"wrn_{depth}_{width}"
+    application["name"] = application["name"] or f"wrn_{depth}_{width}"
     return build_wide_resnet(
         spec,
         model_name=f"WideResNet(depth={depth}, width={width})",
-        **application_arguments(locals()),
+        **application,
         dropout_rate=dropout_rate,
         drop_path_rate=drop_path_rate,
         stochastic_depth_mode=stochastic_depth_mode,
