@@ -65,6 +65,35 @@ def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
     }
 
 
+def check_depth(depth, *, step: int, extra: int, layout: str, argument: str = "depth", shown=6):
+    """The n of a network of `depth` = `step` * n + `extra` layers.
+
+    Args:
+        depth: the depth asked for.
+        step: weighted layers per unit of n (6 for three stages of basic blocks).
+        extra: layers outside the stages (stem, classifier, ...).
+        layout: what the formula describes, for the message.
+        argument: the argument's name in the message.
+        shown: how many valid depths the message lists.
+
+    Returns:
+        n, at least 1.
+
+    Raises:
+        ValueError: naming `argument`, the value and the valid depths.
+    """
+    from keras_resnets.utils import check_int
+
+    check_int(argument, depth, minimum=step + extra)
+    if (depth - extra) % step:
+        valid = ", ".join(str(step * n + extra) for n in range(1, shown + 1))
+        raise ValueError(
+            f"`{argument}` must be {step}n + {extra} for {layout}, got {depth}; "
+            f"valid depths are {valid}, ..."
+        )
+    return (depth - extra) // step
+
+
 def _application_parameters(classes: int | None) -> list[inspect.Parameter]:
     defaults = dict.fromkeys(APPLICATION_ARGUMENTS)
     defaults.update(include_top=True, classes=classes, classifier_activation="softmax")

@@ -348,13 +348,9 @@ def DenseNet(
     """
     spec = imagenet_spec(blocks, growth_rate, stem_width)
     application["name"] = application["name"] or f"densenet{2 * sum(spec.block_sizes) + 5}"
-    return build_densenet(
-        spec,
-        model_name=f"DenseNet(blocks={spec.block_sizes})",
-        **application,
-        dropout=dropout,
-        memory_efficient=memory_efficient,
-    )
+    options = {"dropout": dropout, "memory_efficient": memory_efficient}
+    model_name = f"DenseNet(blocks={spec.block_sizes})"
+    return build_densenet(spec, model_name=model_name, **application, **options)
 
 
 @with_application_arguments(classes=10)
@@ -397,25 +393,17 @@ def CifarDenseNet(
     spec = cifar_spec(depth, growth_rate, bottleneck=bottleneck, compression=compression)
     prefix = "densenet_bc" if bottleneck and compression < 1 else "densenet"
     application["name"] = application["name"] or f"{prefix}{depth}_k{growth_rate}"
-    return build_densenet(
-        spec,
-        model_name=f"CifarDenseNet(depth={depth}, growth_rate={growth_rate})",
-        **application,
-        dropout=dropout,
-        memory_efficient=memory_efficient,
-    )
+    model_name = f"CifarDenseNet(depth={depth}, growth_rate={growth_rate})"
+    options = {"dropout": dropout, "memory_efficient": memory_efficient}
+    return build_densenet(spec, model_name=model_name, **application, **options)
 
 
+# label, paper, generic builder, spec, build, options, options_doc (see `Family`)
 DENSENET = Family(
-    label="DenseNet",
-    paper=HUANG2017,
-    generic=DenseNet,
-    spec=imagenet_spec,
-    build=build_densenet,
-    options=densenet_options,
-    options_doc=lambda spec: _OPTIONS_DOC,
-    pooling_note=", after the final BN-ReLU",
-    example="memory_efficient=True",
+    "DenseNet", HUANG2017, DenseNet, imagenet_spec, build_densenet, densenet_options, _OPTIONS_DOC
+)
+DENSENET = dataclasses.replace(
+    DENSENET, pooling_note=", after the final BN-ReLU", example="memory_efficient=True"
 )
 CIFAR_DENSENET = dataclasses.replace(
     DENSENET, generic=CifarDenseNet, spec=cifar_spec, architecture=cifar_architecture

@@ -145,16 +145,10 @@ def CifarHighwayNet(
     """
     spec = highway_spec(depth)
     application["name"] = application["name"] or f"highway{depth}"
-    return build_highway(
-        spec,
-        model_name=f"CifarHighwayNet(depth={depth})",
-        **application,
-        coupled=coupled,
-        transform_bias=transform_bias,
-        carry_bias=carry_bias,
-        gate_kernel_size=gate_kernel_size,
-        shortcut=shortcut,
-    )
+    gates = {"coupled": coupled, "transform_bias": transform_bias, "carry_bias": carry_bias}
+    options = {**gates, "gate_kernel_size": gate_kernel_size, "shortcut": shortcut}
+    model_name = f"CifarHighwayNet(depth={depth})"
+    return build_highway(spec, model_name=model_name, **application, **options)
 
 
 def build_highway(
@@ -179,19 +173,9 @@ def build_highway(
     check_int("gate_kernel_size", gate_kernel_size)
     if gate_kernel_size % 2 == 0:
         raise ValueError(f"`gate_kernel_size` must be odd, got {gate_kernel_size}.")
-    return build_model(
-        body=highway_body(
-            spec,
-            coupled=coupled,
-            transform_bias=transform_bias,
-            carry_bias=carry_bias,
-            gate_kernel_size=gate_kernel_size,
-            shortcut=shortcut,
-        ),
-        spec=spec,
-        model_name=model_name,
-        **application,
-    )
+    gates = {"coupled": coupled, "transform_bias": transform_bias, "carry_bias": carry_bias}
+    body = highway_body(spec, **gates, gate_kernel_size=gate_kernel_size, shortcut=shortcut)
+    return build_model(body=body, spec=spec, model_name=model_name, **application)
 
 
 _OPTIONS_DOC = """    coupled, transform_bias, carry_bias, gate_kernel_size, shortcut: as for
@@ -210,6 +194,10 @@ def highway_options(spec: HighwaySpec) -> dict[str, Option]:
     }
 
 
+def _architecture(spec: HighwaySpec) -> dict[str, Option]:
+    return {"depth": Option(spec.depth, search=(14, 19, 32))}
+
+
 def _row(depth: int, num_params: int) -> Row:
     spec = highway_spec(depth)
     summary = (
@@ -224,16 +212,12 @@ def _row(depth: int, num_params: int) -> Row:
 # Each row: name, the `depth` of `CifarHighwayNet` that makes it, its exact trainable count.
 HIGHWAY_ROWS = (_row(19, 556_042), _row(32, 949_114))
 
+# label, paper, generic builder, spec, build, options, options_doc (see `Family`)
 HIGHWAY = Family(
-    label="Highway",
-    paper=SRIVASTAVA2015,
-    generic=CifarHighwayNet,
-    spec=highway_spec,
-    build=build_highway,
-    options=highway_options,
-    options_doc=lambda spec: _OPTIONS_DOC,
-    architecture=lambda spec: {"depth": Option(spec.depth, search=(14, 19, 32))},
-    example="coupled=False",
+    "Highway", SRIVASTAVA2015, CifarHighwayNet, highway_spec, build_highway, highway_options
+)
+HIGHWAY = dataclasses.replace(
+    HIGHWAY, options_doc=_OPTIONS_DOC, architecture=_architecture, example="coupled=False"
 )
 
 BUILDERS = register_rows(HIGHWAY, HIGHWAY_ROWS)

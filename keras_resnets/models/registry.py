@@ -84,7 +84,8 @@ class Family:
         spec: maps a row's `arguments` to the family's spec (validating them).
         build: `build(spec, *, model_name, **application, **options)`.
         options: maps a spec to the builder's `{option: Option}`.
-        options_doc: maps a spec to the options' `Args:` entries.
+        options_doc: the options' `Args:` entries, or a function of the spec
+            giving them.
         architecture: maps a spec to the generic builder's architecture
             arguments worth searching (`{"depth": Option(20, search=(8,
             14, 20, 32))}`); a search over them builds `generic`.
@@ -97,8 +98,8 @@ class Family:
     generic: Callable[..., keras.Model]
     spec: Callable[..., Any]
     build: Callable[..., keras.Model]
-    options: Callable[[Any], dict[str, Option]]
-    options_doc: Callable[[Any], str]
+    options: Callable[[Any], dict[str, Option]] = lambda spec: {}
+    options_doc: str | Callable[[Any], str] = ""
     architecture: Callable[[Any], dict[str, Option]] = lambda spec: {}
     pooling_note: str = ""
     example: str = ""
@@ -193,7 +194,7 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
             title=row.title,
             summary=row.summary,
             options=tuple(options),
-            options_doc=family.options_doc(spec),
+            options_doc=doc(spec) if callable(doc := family.options_doc) else doc,
             pooling_note=family.pooling_note,
             example=family.example,
         )

@@ -7,6 +7,11 @@ layout). The named models are rows of `RESNET_ROWS` and
 `CIFAR_RESNET_ROWS` calling them, registered by `register_rows`; one
 function, `build_resnet`, turns a `ResNetSpec` and the user's options into a
 model through the shared `build_model`.
+
+Over 500 lines because `build_resnet` serves every ResNet-shaped family
+(v1, pre-activation, ResNeXt, the plain nets) and checks its options'
+combinations here, with their docstring entries; `resnet_body` belongs to
+the blocks and may move there.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from keras_resnets import blocks
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochastic_depth_schedule
 from keras_resnets.models.builder import (
     build_model,
+    check_depth,
     stage_info,
     stochastic_depth_options,
     with_application_arguments,
@@ -159,17 +165,9 @@ def cifar_spec(
     changes (He et al. 2016's ResNet-164 and ResNet-1001).
     """
     check_choice("block", block, ("basic", "bottleneck"))
-    layers_per_block = 2 if block == "basic" else 3
-    step = 3 * layers_per_block
-    check_int(argument, depth, minimum=step + 2)
-    if (depth - 2) % step:
-        valid = ", ".join(str(step * n + 2) for n in range(1, 8))
-        raise ValueError(
-            f"`{argument}` must be {step}n + 2 for CIFAR ResNets with {block} blocks "
-            f"(3 stages of n blocks of {layers_per_block} layers), got {depth}; "
-            f"valid depths are {valid}, ..."
-        )
-    n = (depth - 2) // step
+    per_block = 2 if block == "basic" else 3
+    layout = f"CIFAR ResNets with {block} blocks (3 stages of n blocks of {per_block} layers)"
+    n = check_depth(depth, step=3 * per_block, extra=2, layout=layout, argument=argument, shown=7)
     return resnet_spec((n, n, n), block=block, stem="cifar", residual=residual, unit=unit)
 
 
@@ -458,60 +456,27 @@ _PLAIN_SUMMARY = (
     " The plain baseline: the same layers with no shortcuts, for the degradation experiment."
 )
 
-_BASIC = {"block": "basic"}
-_BOTTLENECK = {"block": "bottleneck"}
-_PLAIN = {"residual": False}
+
+def _imagenet_row(name: str, depths, num_params: int, **arguments) -> Row:
+    slow = num_params > 60_000_000  # ResNet-152 and ResNet-200
+    layers = (3 if arguments.get("block") == "bottleneck" else 2) * sum(depths) + 2
+    arguments = {"depths": depths, **arguments}
+    if arguments.get("residual", True):
+        return Row(name, arguments, num_params, f"ResNet-{layers}", _IMAGENET_SUMMARY, slow=slow)
+    summary = _IMAGENET_SUMMARY + _PLAIN_SUMMARY
+    return Row(name, arguments, num_params, f"Plain-{layers}", summary, family="Plain")
+
 
 # Each row: name, the arguments of `ResNet` that make it, its exact trainable count.
 RESNET_ROWS = (
-    Row("ResNet18", {"depths": (2, 2, 2, 2)}, 11_689_512, "ResNet-18", _IMAGENET_SUMMARY),
-    Row("ResNet34", {"depths": (3, 4, 6, 3)}, 21_797_672, "ResNet-34", _IMAGENET_SUMMARY),
-    Row(
-        "ResNet50",
-        {"depths": (3, 4, 6, 3), **_BOTTLENECK},
-        25_557_032,
-        "ResNet-50",
-        _IMAGENET_SUMMARY,
-    ),
-    Row(
-        "ResNet101",
-        {"depths": (3, 4, 23, 3), **_BOTTLENECK},
-        44_549_160,
-        "ResNet-101",
-        _IMAGENET_SUMMARY,
-    ),
-    Row(
-        "ResNet152",
-        {"depths": (3, 8, 36, 3), **_BOTTLENECK},
-        60_192_808,
-        "ResNet-152",
-        _IMAGENET_SUMMARY,
-        slow=True,
-    ),
-    Row(
-        "ResNet200",
-        {"depths": (3, 24, 36, 3), **_BOTTLENECK},
-        64_673_832,
-        "ResNet-200",
-        _IMAGENET_SUMMARY,
-        slow=True,
-    ),
-    Row(
-        "Plain18",
-        {"depths": (2, 2, 2, 2), **_PLAIN},
-        11_515_688,
-        "Plain-18",
-        _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
-        family="Plain",
-    ),
-    Row(
-        "Plain34",
-        {"depths": (3, 4, 6, 3), **_PLAIN},
-        21_623_848,
-        "Plain-34",
-        _IMAGENET_SUMMARY + _PLAIN_SUMMARY,
-        family="Plain",
-    ),
+    _imagenet_row("ResNet18", (2, 2, 2, 2), 11_689_512),
+    _imagenet_row("ResNet34", (3, 4, 6, 3), 21_797_672),
+    _imagenet_row("ResNet50", (3, 4, 6, 3), 25_557_032, block="bottleneck"),
+    _imagenet_row("ResNet101", (3, 4, 23, 3), 44_549_160, block="bottleneck"),
+    _imagenet_row("ResNet152", (3, 8, 36, 3), 60_192_808, block="bottleneck"),
+    _imagenet_row("ResNet200", (3, 24, 36, 3), 64_673_832, block="bottleneck"),
+    _imagenet_row("Plain18", (2, 2, 2, 2), 11_515_688, residual=False),
+    _imagenet_row("Plain34", (3, 4, 6, 3), 21_623_848, residual=False),
 )
 
 
@@ -520,7 +485,7 @@ def _cifar_row(name: str, depth: int, num_params: int, residual: bool = True, sl
     kind = "ResNet" if residual else "Plain"
     return Row(
         name,
-        {"depth": depth} if residual else {"depth": depth, **_PLAIN},
+        {"depth": depth} if residual else {"depth": depth, "residual": False},
         num_params,
         f"CIFAR {kind}-{depth}",
         summary if residual else summary + _PLAIN_SUMMARY,
@@ -602,12 +567,8 @@ def ResNet(
     spec = resnet_spec(depths, widths, block, stem, residual=residual)
     layers = (2 if spec.block == "basic" else 3) * sum(spec.depths) + 2
     application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{layers}"
-    return build_resnet(
-        spec,
-        model_name=f"ResNet(depths={spec.depths})",
-        **application,
-        **options,
-    )
+    model_name = f"ResNet(depths={spec.depths})"
+    return build_resnet(spec, model_name=model_name, **application, **options)
 
 
 @with_application_arguments(classes=10)
@@ -647,22 +608,12 @@ def CifarResNet(
     """
     spec = cifar_spec(depth, residual=residual, block=block)
     application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{depth}"
-    return build_resnet(
-        spec,
-        model_name=f"CifarResNet(depth={depth})",
-        **application,
-        **options,
-    )
+    return build_resnet(spec, model_name=f"CifarResNet(depth={depth})", **application, **options)
 
 
+# label, paper, generic builder, spec, build, options, options_doc (see `Family`)
 RESNET = Family(
-    label="ResNet v1",
-    paper=HE2015,
-    generic=ResNet,
-    spec=resnet_spec,
-    build=build_resnet,
-    options=resnet_options,
-    options_doc=resnet_options_doc,
+    "ResNet v1", HE2015, ResNet, resnet_spec, build_resnet, resnet_options, resnet_options_doc
 )
 CIFAR_RESNET = dataclasses.replace(
     RESNET, generic=CifarResNet, spec=cifar_spec, architecture=cifar_architecture

@@ -23,7 +23,11 @@ import numpy as np
 from keras_resnets import blocks
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
-from keras_resnets.models.builder import stochastic_depth_options, with_application_arguments
+from keras_resnets.models.builder import (
+    check_depth,
+    stochastic_depth_options,
+    with_application_arguments,
+)
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.models.resnet import ResNetSpec, build_resnet, resnet_spec
 from keras_resnets.utils import check_choice, check_int
@@ -46,14 +50,8 @@ def cifar_resnext_spec(depth: int = 29, cardinality: int = 8, base_width: int = 
     `cardinality * base_width * 2**stage`, stride 2 on the 3x3 convolution of
     stages 2 and 3, projection shortcuts where the shape changes.
     """
-    check_int("depth", depth, minimum=11)
-    if (depth - 2) % 9:
-        valid = ", ".join(str(9 * n + 2) for n in range(1, 7))
-        raise ValueError(
-            f"`depth` must be 9n + 2 for CIFAR ResNeXts (3 stages of n bottlenecks), got "
-            f"{depth}; valid depths are {valid}, ..."
-        )
-    n = (depth - 2) // 9
+    layout = "CIFAR ResNeXts (3 stages of n bottlenecks)"
+    n = check_depth(depth, step=9, extra=2, layout=layout)
     return resnet_spec(
         (n, n, n),
         (64, 128, 256),
@@ -171,26 +169,21 @@ _CIFAR = (
 )
 
 
-def _imagenet(name, depths, card, width, title, num_params, *, aliases=()) -> Row:
+def _imagenet(name, depths, card, width, num_params, *aliases) -> Row:
     summary = _IMAGENET.format(card=card, inner=card * width)
     arguments = {"depths": depths, "cardinality": card, "base_width": width}
+    title = f"ResNeXt-{3 * sum(depths) + 2} ({card}x{width}d)"
     slow = num_params > 40_000_000
     return Row(name, arguments, num_params, title, summary, slow=slow, aliases=aliases)
 
 
-def _wide(name, depths, depth, num_params) -> Row:
+def _wide(name, depths, num_params) -> Row:
     arguments = {"depths": depths, "cardinality": 1, "base_width": 128}
+    depth = 3 * sum(depths) + 2
+    summary = _WIDE.format(depth=depth)
     title = f"Wide ResNet-{depth}-2"
-    return Row(
-        name,
-        arguments,
-        num_params,
-        title,
-        _WIDE.format(depth=depth),
-        slow=num_params > 40_000_000,
-        family="Wide ResNet",
-        paper=WRN2016,
-    )
+    wide = {"family": "Wide ResNet", "paper": WRN2016, "slow": num_params > 40_000_000}
+    return Row(name, arguments, num_params, title, summary, **wide)
 
 
 def _cifar(card: int, width: int, num_params: int) -> Row:
@@ -204,28 +197,12 @@ def _cifar(card: int, width: int, num_params: int) -> Row:
 
 # Each row: name, the arguments of `ResNeXt` that make it, its exact trainable count.
 RESNEXT_ROWS = (
-    _imagenet(
-        "ResNeXt50",
-        (3, 4, 6, 3),
-        32,
-        4,
-        "ResNeXt-50 (32x4d)",
-        25_028_904,
-        aliases=("ResNeXt50_32x4d",),
-    ),
-    _imagenet(
-        "ResNeXt101",
-        (3, 4, 23, 3),
-        32,
-        4,
-        "ResNeXt-101 (32x4d)",
-        44_177_704,
-        aliases=("ResNeXt101_32x4d",),
-    ),
-    _imagenet("ResNeXt101_32x8d", (3, 4, 23, 3), 32, 8, "ResNeXt-101 (32x8d)", 88_791_336),
-    _imagenet("ResNeXt101_64x4d", (3, 4, 23, 3), 64, 4, "ResNeXt-101 (64x4d)", 83_455_272),
-    _wide("WideResNet50_2", (3, 4, 6, 3), 50, 68_883_240),
-    _wide("WideResNet101_2", (3, 4, 23, 3), 101, 126_886_696),
+    _imagenet("ResNeXt50", (3, 4, 6, 3), 32, 4, 25_028_904, "ResNeXt50_32x4d"),
+    _imagenet("ResNeXt101", (3, 4, 23, 3), 32, 4, 44_177_704, "ResNeXt101_32x4d"),
+    _imagenet("ResNeXt101_32x8d", (3, 4, 23, 3), 32, 8, 88_791_336),
+    _imagenet("ResNeXt101_64x4d", (3, 4, 23, 3), 64, 4, 83_455_272),
+    _wide("WideResNet50_2", (3, 4, 6, 3), 68_883_240),
+    _wide("WideResNet101_2", (3, 4, 23, 3), 126_886_696),
 )
 # Each row: name, the arguments of `CifarResNeXt` that make it, its exact trainable count.
 CIFAR_RESNEXT_ROWS = (
@@ -278,12 +255,8 @@ def ResNeXt(
     spec = resnext_spec(depths, cardinality, base_width, widths)
     layers = 3 * sum(spec.depths) + 2
     application["name"] = application["name"] or f"resnext{layers}_{cardinality}x{base_width}d"
-    return build_resnext(
-        spec,
-        model_name=f"ResNeXt(depths={spec.depths})",
-        **application,
-        **options,
-    )
+    model_name = f"ResNeXt(depths={spec.depths})"
+    return build_resnext(spec, model_name=model_name, **application, **options)
 
 
 @with_application_arguments(classes=10)
@@ -323,22 +296,13 @@ def CifarResNeXt(
     check_int("base_width", base_width)
     spec = cifar_resnext_spec(depth, cardinality, base_width)
     application["name"] = application["name"] or f"resnext{depth}_{cardinality}x{base_width}d"
-    return build_resnext(
-        spec,
-        model_name=f"CifarResNeXt(depth={depth})",
-        **application,
-        **options,
-    )
+    model_name = f"CifarResNeXt(depth={depth})"
+    return build_resnext(spec, model_name=model_name, **application, **options)
 
 
+# label, paper, generic builder, spec, build, options, options_doc (see `Family`)
 RESNEXT = Family(
-    label="ResNeXt",
-    paper=XIE2017,
-    generic=ResNeXt,
-    spec=resnext_spec,
-    build=build_resnext,
-    options=resnext_options,
-    options_doc=_resnext_options_doc,
+    "ResNeXt", XIE2017, ResNeXt, resnext_spec, build_resnext, resnext_options, _resnext_options_doc
 )
 CIFAR_RESNEXT = dataclasses.replace(
     RESNEXT,

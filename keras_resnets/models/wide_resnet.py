@@ -18,6 +18,7 @@ from keras_resnets import blocks
 from keras_resnets.layers.stochastic_depth import stochastic_depth_schedule
 from keras_resnets.models.builder import (
     build_model,
+    check_depth,
     stage_info,
     stochastic_depth_options,
     with_application_arguments,
@@ -59,13 +60,7 @@ class WideResNetSpec:
 
 def wide_resnet_spec(depth: int = 28, width: int = 10) -> WideResNetSpec:
     """The spec of WRN-depth-width; ValueError naming `depth` or `width` when invalid."""
-    check_int("depth", depth, minimum=10)
-    if (depth - 4) % 6:
-        valid = ", ".join(str(6 * n + 4) for n in range(1, 7))
-        raise ValueError(
-            f"`depth` must be 6n + 4 for a CIFAR Wide ResNet (3 stages of n blocks), got "
-            f"{depth}; valid depths are {valid}, ..."
-        )
+    check_depth(depth, step=6, extra=4, layout="a CIFAR Wide ResNet (3 stages of n blocks)")
     return WideResNetSpec(depth, check_int("width", width))
 
 
@@ -288,6 +283,13 @@ def wide_resnet_options(spec: WideResNetSpec) -> dict[str, Option]:
     return {"dropout_rate": Option(0.0, search=(0.0, 0.3)), **stochastic_depth_options()}
 
 
+def _architecture(spec: WideResNetSpec) -> dict[str, Option]:
+    return {
+        "depth": Option(spec.depth, search=(16, 22, 28)),
+        "width": Option(spec.width, search=(2, 4, 8)),
+    }
+
+
 # Each row: name, the arguments of `WideResNet` that make it, its exact trainable count.
 WIDE_RESNET_ROWS = (
     Row(
@@ -302,19 +304,12 @@ WIDE_RESNET_ROWS = (
     ),
 )
 
+# label, paper, generic builder, spec, build, options, options_doc (see `Family`)
 WIDE_RESNET = Family(
-    label="Wide ResNet",
-    paper=WRN2016,
-    generic=WideResNet,
-    spec=wide_resnet_spec,
-    build=build_wide_resnet,
-    options=wide_resnet_options,
-    options_doc=lambda spec: _OPTIONS_DOC,
-    architecture=lambda spec: {
-        "depth": Option(spec.depth, search=(16, 22, 28)),
-        "width": Option(spec.width, search=(2, 4, 8)),
-    },
-    example="dropout_rate=0.3",
+    "Wide ResNet", WRN2016, WideResNet, wide_resnet_spec, build_wide_resnet, wide_resnet_options
+)
+WIDE_RESNET = dataclasses.replace(
+    WIDE_RESNET, options_doc=_OPTIONS_DOC, architecture=_architecture, example="dropout_rate=0.3"
 )
 
 BUILDERS = register_rows(WIDE_RESNET, WIDE_RESNET_ROWS)
