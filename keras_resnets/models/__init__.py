@@ -1,7 +1,8 @@
 """Model families. Importing this package registers every builder.
 
-Each family module defines `__all__` with its public builders; add one
-import line here per family.
+Each family module holds its table of rows, registers them with
+`registry.register_rows` and defines `__all__` with its public builders (the
+generic ones and the rows'); add one import line here per family.
 """
 
 from keras_resnets.models import densenet, highway, preact, resnet, resnext, wide_resnet

@@ -175,8 +175,10 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
             invalid for the family (the family's spec function says which).
 
     Example:
-        >>> builders = register_rows(RESNET, [Row("ResNet26", {"depths": (2, 2, 2, 2),
-        ...     "block": "bottleneck"}, num_params=15_995_176, title="ResNet-26")])
+        >>> from keras_resnets.models.resnet import RESNET
+        >>> row = Row("ResNet26", {"depths": (2, 2, 2, 2), "block": "bottleneck"},
+        ...           num_params=15_995_176, title="ResNet-26")
+        >>> builders = register_rows(RESNET, [row])  # keras_resnets.get_model("ResNet26")
     """
     from keras_resnets.models.builder import application_builder
 
