@@ -1,8 +1,16 @@
-"""Small argument-checking helpers shared by builders and layers."""
+"""Small helpers shared by the package and the trainer.
+
+Argument checks (`check_choice`, `check_int`, `check_fraction`), the walk
+over nested layers (`iter_layers`, `find_layer`) and `atomic_write`, the one
+way every writer in `keras_resnets/` and `training/` puts a file in place.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
 
 
 def check_choice(argument: str, value, allowed: Iterable) -> None:
@@ -50,10 +58,81 @@ def iter_layers(model):
         True
     """
     seen = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            yield layer
+    stack = list(reversed(_children(model)))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        stack.extend(reversed(_children(layer)))
+
+
+def _children(layer) -> list:
+    """The layers `layer` holds directly, found through public attributes only.
+
+    A model lists them in `layers`; any other layer holds them as attributes
+    (or lists/dicts of them), which is what Keras tracks too.
+    """
+    import keras
+
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    found = []
+    for value in vars(layer).values():
+        if isinstance(value, dict):
+            value = list(value.values())
+        if isinstance(value, (list, tuple)):
+            found.extend(v for v in value if isinstance(v, keras.layers.Layer))
+        elif isinstance(value, keras.layers.Layer):
+            found.append(value)
+    return found
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path next to `path`; rename it onto `path` on success.
+
+    Every file the package and the trainer write goes through this: the
+    temporary file sits in the same directory (same file system), so the
+    final `os.replace` is atomic and readers see the old file or the new one,
+    never a half-written one. If the block raises, the temporary file is
+    removed and `path` is left as it was. The temporary name keeps `path`'s
+    suffix (`.keras`, `.weights.h5`, ...), which Keras's savers check.
+
+    Args:
+        path: the final path; its directory is created if missing.
+
+    Yields:
+        The temporary path to write (it does not exist yet).
+
+    Example:
+        >>> with atomic_write("runs/demo/model.keras") as tmp:  # doctest: +SKIP
+        ...     model.save(tmp)
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    if base.endswith(".weights.h5"):
+        suffix = ".weights.h5"
+    else:
+        suffix = os.path.splitext(base)[1]
+    fd, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + suffix, dir=directory)
+    os.close(fd)
+    os.remove(temporary)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a UTF-8 text file through `atomic_write`."""
+    with atomic_write(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def find_layer(model, name: str):

@@ -24,6 +24,7 @@ import sys
 import time
 from typing import Any
 
+from keras_resnets.utils import atomic_write, atomic_write_text
 from training import config as config_lib
 
 #: `KERAS_RESNETS_SMOKE=1` (any value but empty or 0): every run takes the small
@@ -483,7 +484,7 @@ def run(
     }
     if is_chief:
         os.makedirs(output_dir, exist_ok=True)
-        cb.atomic_write_text(os.path.join(output_dir, "config.yaml"), _dump_yaml(resolved))
+        atomic_write_text(os.path.join(output_dir, "config.yaml"), _dump_yaml(resolved))
     say(
         f"{cfg['model']['name']} on {source.name}: {source.train.size} training images, "
         f"{source.num_classes} classes; backend {backend}; {strategy_name} with "
@@ -619,7 +620,8 @@ def run(
             test_loss, test_accuracy = net.evaluate(test_ds, verbose=0)
             model_path = os.path.join(output_dir, "model.keras")
             if is_chief:
-                cb.atomic_write(model_path, base.save)
+                with atomic_write(model_path) as tmp:
+                    base.save(tmp)
             result.update(
                 status="completed",
                 test_accuracy=float(test_accuracy),
@@ -643,7 +645,7 @@ def run(
         result["seconds"] = time.time() - start_time
         if is_chief:
             metrics = {k: v for k, v in result.items() if k != "config"}
-            cb.atomic_write_text(
+            atomic_write_text(
                 os.path.join(output_dir, "metrics.json"), json.dumps(metrics, indent=2)
             )
         if result["status"] == "completed":

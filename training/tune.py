@@ -20,6 +20,7 @@ import re
 import sys
 from typing import Any
 
+from keras_resnets.utils import atomic_write_text
 from training import config as config_lib
 
 TUNERS = ("hyperband", "bayesian")
@@ -187,7 +188,6 @@ def tune(
     import keras
     import keras_tuner as kt
 
-    from training import callbacks as cb
     from training import data as data_lib
     from training.train import SMOKE_ENV, resolve, smoke_budget
 
@@ -249,9 +249,9 @@ def tune(
     csv_lines = [",".join(columns)] + [
         ",".join("" if row.get(c) is None else str(row.get(c)) for c in columns) for row in rows
     ]
-    cb.atomic_write_text(os.path.join(output_dir, "results.csv"), "\n".join(csv_lines) + "\n")
+    atomic_write_text(os.path.join(output_dir, "results.csv"), "\n".join(csv_lines) + "\n")
     table = _markdown(rows, columns, recipe, tuner)
-    cb.atomic_write_text(os.path.join(output_dir, "results.md"), table)
+    atomic_write_text(os.path.join(output_dir, "results.md"), table)
     return rows
 
 
