@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+
 
 def load_digits_32(
     seed: int = 0, test_fraction: float = 0.2, size: int = 32
@@ -48,30 +50,19 @@ def load_digits_32(
 
 
 def _resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of a batch of 2-D images (align-corners=False), in numpy."""
-    n, height, width = images.shape
+    """Bilinear resize of a batch of 2-D images (half-pixel centres, no antialiasing)."""
+    import keras
 
-    def weights(src: int):
-        pos = (np.arange(size) + 0.5) * src / size - 0.5
-        pos = np.clip(pos, 0, src - 1)
-        low = np.floor(pos).astype(int)
-        high = np.minimum(low + 1, src - 1)
-        frac = (pos - low).astype(np.float32)
-        return low, high, frac
-
-    r0, r1, fr = weights(height)
-    c0, c1, fc = weights(width)
-    rows = images[:, r0, :] * (1 - fr)[None, :, None] + images[:, r1, :] * fr[None, :, None]
-    out = rows[:, :, c0] * (1 - fc)[None, None, :] + rows[:, :, c1] * fc[None, None, :]
-    return out.astype(np.float32)
+    resized = keras.ops.image.resize(
+        images[..., None], (size, size), interpolation="bilinear", antialias=False
+    )
+    return keras.ops.convert_to_numpy(resized)[..., 0].astype(np.float32)
 
 
 # ---------------------------------------------------------------------------
 # Data sources for the trainer
 # ---------------------------------------------------------------------------
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TFDS_IN_MEMORY = ("cifar10", "cifar100", "svhn_cropped")
 TFDS_STREAMING = ("imagenette", "imagenet2012")
