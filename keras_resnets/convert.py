@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from keras_resnets.utils import atomic_write
+from keras_resnets.utils import atomic_write, cli_error
 
 __all__ = ["convert", "main"]
 
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             args.src, args.dst, args.model, classes=args.classes, include_top=not args.no_top
         )
     except (ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli_error(exc)
     print(f"Wrote {args.dst}: {model.name}, {model.count_params():,} weights converted.")
     return 0
 

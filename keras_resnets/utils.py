@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 
@@ -133,6 +134,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a UTF-8 text file through `atomic_write`."""
     with atomic_write(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def cli_error(message) -> int:
+    """Print `error: <message>` to stderr and return 2, the commands' exit status for bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def find_layer(model, name: str):

@@ -20,7 +20,7 @@ import re
 import sys
 from typing import Any
 
-from keras_resnets.utils import atomic_write_text
+from keras_resnets.utils import atomic_write_text, cli_error
 from training import config as config_lib
 
 TUNERS = ("hyperband", "bayesian")
@@ -301,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             space={"depth": [int(d) for d in args.depths.split(",")]} if args.depths else None,
         )
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        return cli_error(error)
     with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as f:
         print(f.read())
     print(f"{len(rows)} trials; results in {output_dir}/results.csv and results.md")
