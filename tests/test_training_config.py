@@ -183,3 +183,48 @@ def test_training_docs_list_every_recipe():
         docs = f.read()
     missing = [name for name in config.list_recipes() if f"| `{name}` |" not in docs]
     assert not missing, f"docs/training.md lacks rows for {missing}"
+
+
+def test_each_trainer_flag_is_one_row_read_by_the_cli_resolve_and_the_schema(capsys):
+    from training.flags import FLAG_TABLE, FLAGS
+    from training.train import _parser
+
+    parser = _parser()
+    dests = {action.dest: action for action in parser._actions}
+    assert set(FLAGS) == {flag.name for flag in FLAG_TABLE} and len(FLAGS) == len(FLAG_TABLE)
+    for flag in FLAG_TABLE:
+        action = dests[flag.name]
+        assert action.option_strings == [flag.option]
+        if flag.key is not None:
+            section, name = flag.key.split(".")
+            spec = config.SCHEMA[section][name]
+            assert action.choices == (list(spec[2]) if len(spec) > 2 else None), flag.name
+    argv = ["--recipe", "digits_resnet20", "--seed", "7", "--strategy", "mirrored"]
+    argv += ["--mixed-precision", "--save-every-steps", "5", "--verbose", "quiet"]
+    argv += ["--epochs", "2", "--model", "ResNet32", "--cpu-devices", "2", "--resume"]
+    args = parser.parse_args(argv)
+    values = {flag.name: getattr(args, flag.name) for flag in FLAG_TABLE}
+    assert values["resume"] is True and values["overwrite"] is False
+    assert values["jit_compile"] is None  # not given: the recipe decides
+    cfg = resolve(args.recipe, **values)
+    assert cfg["train"]["seed"] == 7 and cfg["runtime"]["strategy"] == "mirrored"
+    assert cfg["runtime"]["mixed_precision"] is True and cfg["runtime"]["jit_compile"] is False
+    assert cfg["checkpoint"]["every_steps"] == 5 and cfg["runtime"]["verbose"] == "quiet"
+    assert cfg["train"]["epochs"] == 2 and cfg["train"]["iterations"] is None
+    assert cfg["model"]["name"] == "ResNet32" and cfg["runtime"]["cpu_devices"] == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--recipe", "digits_resnet20", "--strategy", "nope"])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_the_schema_is_the_recipe_dataclasses():
+    import dataclasses
+
+    recipe = config.Recipe()
+    defaults = config.defaults()
+    assert list(defaults) == [field.name for field in dataclasses.fields(recipe)]
+    assert defaults["train"] == dataclasses.asdict(recipe.train)
+    assert defaults["transfer"]["from"] is None and "from_" not in defaults["transfer"]
+    assert config.SCHEMA["runtime"]["strategy"][2] == config.STRATEGIES
+    assert config.SCHEMA["optimizer"]["learning_rate"][0] == (int, float)  # float takes an int
+    assert config.SCHEMA["train"]["epochs"][0] == (int, type(None))
