@@ -7,6 +7,7 @@ way every writer in `keras_resnets/` and `training/` puts a file in place.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import sys
@@ -51,43 +52,57 @@ def iter_layers(model):
         model: a `keras.Model` or layer.
 
     Returns:
-        A generator of `keras.layers.Layer`, each once, in model order.
+        A generator of `keras.layers.Layer`, each once, in the order of
+        Keras's own (private) `_flatten_layers` walk (a Sequential's own
+        `InputLayer` left out, as `Sequential.layers` leaves it).
 
     Example:
         >>> names = [layer.name for layer in iter_layers(keras_resnets.DenseNet121())]
         >>> "block1_layer3_conv2" in names
         True
     """
+    # Keras's own walk order: a queue of the top-level layers, each
+    # layer's children pushed to its front in reverse (`extendleft`).
     seen = set()
-    stack = list(reversed(_children(model)))
-    while stack:
-        layer = stack.pop()
+    queue = collections.deque(sublayers(model))
+    while queue:
+        layer = queue.popleft()
         if id(layer) in seen:
             continue
         seen.add(id(layer))
         yield layer
-        stack.extend(reversed(_children(layer)))
+        queue.extendleft(sublayers(layer))
 
 
-def _children(layer) -> list:
-    """The layers `layer` holds directly, found through public attributes only.
+def sublayers(layer) -> list:
+    """The layers `layer` holds directly (not recursively), in the order Keras tracks them.
 
-    A model lists them in `layers`; any other layer holds them as attributes
-    (or lists/dicts of them), which is what Keras tracks too.
+    A model lists them in `layers`; any other layer (a `DenseBlock`, a
+    `StochasticDepth` with its branch) holds them as attributes or lists of
+    them, which is what Keras's (private) layer tracking records too; this
+    reads them through the layer's public attributes only (tested equal to
+    Keras's walk for every registered model).
+
+    Args:
+        layer: a `keras.layers.Layer` or `keras.Model`.
+
+    Returns:
+        A list of `keras.layers.Layer` (empty for a leaf layer).
     """
     import keras
 
     if isinstance(layer, keras.Model):
         return list(layer.layers)
-    found = []
-    for value in vars(layer).values():
-        if isinstance(value, dict):
-            value = list(value.values())
-        if isinstance(value, (list, tuple)):
-            found.extend(v for v in value if isinstance(v, keras.layers.Layer))
-        elif isinstance(value, keras.layers.Layer):
-            found.append(value)
-    return found
+    found: dict[int, keras.layers.Layer] = {}
+    for name, value in vars(layer).items():
+        if name.startswith("_"):  # Keras's own bookkeeping (`_layers`, `_tracker`, ...)
+            continue
+        values = list(value.values()) if isinstance(value, dict) else value
+        values = values if isinstance(values, (list, tuple)) else [values]
+        for item in values:
+            if isinstance(item, keras.layers.Layer):
+                found.setdefault(id(item), item)
+    return list(found.values())
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ import os
 import keras
 import numpy as np
 
+from keras_resnets.utils import sublayers
 from keras_resnets.weights import tables
 
 __all__ = ["CHECKPOINT_SUFFIXES", "load_torch_checkpoint", "read_torch_checkpoint"]
@@ -123,7 +124,7 @@ def _weighted_layers(model: keras.Model):
     found, seen = [], set()
 
     def visit(layer):
-        children = list(layer._flatten_layers(include_self=False, recursive=False))
+        children = sublayers(layer)
         if not children:
             if layer.weights and id(layer) not in seen:
                 seen.add(id(layer))
