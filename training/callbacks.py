@@ -65,7 +65,11 @@ def training_state(model: keras.Model) -> list[tuple[str, keras.Variable]]:
 
 
 def _global_seed_generator():
-    """Keras's global `SeedGenerator` (unseeded `keras.random` calls), if one exists."""
+    """Keras's global `SeedGenerator` (unseeded `keras.random` calls), if one exists.
+
+    Private Keras API (there is no public one); setup.cfg caps Keras for it,
+    see tests/test_keras_private.py.
+    """
     from keras.src.backend.common import global_state
     from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
 

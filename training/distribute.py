@@ -26,7 +26,8 @@ replicas. Under a multi-worker strategy `FitModel` averages them over all
 replicas after each step (one small all-reduce), so every worker holds the
 same weights, bit for bit.
 
-Everything else is Keras's own `fit`: callbacks, checkpoints, metrics and
+Fix 1 overrides Keras's private `_maybe_symbolic_build`; setup.cfg caps
+Keras for it (tests/test_keras_private.py). Everything else is Keras's own `fit`: callbacks, checkpoints, metrics and
 progress bars are unchanged. On one machine `FitModel` behaves exactly like
 `keras.Model`.
 """
