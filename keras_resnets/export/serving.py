@@ -9,6 +9,8 @@ import os
 
 import keras
 
+from keras_resnets.utils import optional_import
+
 __all__ = ["SIGNATURES", "WARMUP_FILE", "serving_archive"]
 
 # The signatures every export has, with their input name and dtype.
@@ -22,13 +24,11 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def require_serving_api() -> None:
-    try:
-        from tensorflow_serving.apis import prediction_log_pb2  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(
-            "Writing the TF Serving warmup file needs the `tensorflow-serving-api` "
-            "package: `pip install keras_resnets[serving]`, or pass `warmup=False`."
-        ) from exc
+    optional_import(
+        "tensorflow_serving.apis.prediction_log_pb2",
+        "Writing the TF Serving warmup file",
+        "`pip install keras_resnets[serving]` (tensorflow-serving-api), or pass `warmup=False`",
+    )
 
 
 def serving_archive(model, *, channels, size, spec, top_k, labels_path, crop_fraction, logits):

@@ -6,16 +6,14 @@ import os
 
 import numpy as np
 
+from keras_resnets.utils import optional_import
 from training.data.splits import IMAGE_EXTENSIONS, TFDS_IN_MEMORY, Split, _array_split
 
 
 def _load_tfds(name: str, data: dict):
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as error:  # pragma: no cover - depends on the install
-        raise ValueError(
-            f"dataset={name!r} needs tensorflow-datasets: pip install 'keras_resnets[data]'."
-        ) from error
+    tfds = optional_import(
+        "tensorflow_datasets", f"dataset={name!r}", "pip install 'keras_resnets[data]'", ValueError
+    )
     try:
         builder = tfds.builder(name, data_dir=data.get("data_dir"))
         if not builder.is_prepared():
