@@ -103,10 +103,9 @@ def build_model(cfg: dict, num_classes: int, channels: int):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train",
-        description="Train a keras_resnets model from a recipe (docs/training.md).",
-    )
+    """The command line: the recipe, the output folder, the flags of `training.flags`."""
+    description = "Train a keras_resnets model from a recipe (docs/training.md)."
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=description)
     parser.add_argument("--recipe", help="recipe name (see --list-recipes) or YAML path")
     parser.add_argument("--list-recipes", action="store_true", help="list recipes and exit")
     parser.add_argument("--output-dir", help="default: runs/<recipe>")
