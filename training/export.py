@@ -15,8 +15,6 @@ import argparse
 import os
 import sys
 
-from keras_resnets.utils import cli_error
-
 
 def _input_size(text: str):
     parts = text.lower().replace("x", ",").split(",")
@@ -111,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the export command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from keras_resnets.utils import cli_error
+
     if not args.model.endswith(".keras"):
         return cli_error(f"--model must be a .keras file, got {args.model!r}")
     if not os.path.isfile(args.model):

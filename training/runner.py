@@ -19,7 +19,6 @@ import sys
 import time
 from typing import Any
 
-from keras_resnets.utils import atomic_write, atomic_write_text
 from training import config as config_lib
 from training.options import resolve
 
@@ -130,6 +129,7 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
 
     import keras
 
+    from keras_resnets.utils import atomic_write, atomic_write_text
     from training import distribute
 
     backend = keras.backend.backend()

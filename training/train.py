@@ -21,7 +21,6 @@ import argparse
 import os
 import sys
 
-from keras_resnets.utils import cli_error
 from training import config as config_lib
 from training.flags import FLAG_TABLE, FLAGS, add_flags
 from training.options import (
@@ -138,11 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.recipe:
         parser.error("--recipe is required (or --list-recipes)")
-    if args.backend:
+    backend_error = None
+    if args.backend:  # before anything imports Keras (keras_resnets does)
         try:
             select_backend(args.backend)
         except ValueError as error:
-            return cli_error(error)
+            backend_error = error
+    from keras_resnets.utils import cli_error
+
+    if backend_error is not None:
+        return cli_error(backend_error)
     if args.cpu_devices:
         from training.distribute import configure_cpu_devices
 

@@ -20,7 +20,6 @@ import re
 import sys
 from typing import Any
 
-from keras_resnets.utils import atomic_write_text, cli_error
 from training import config as config_lib
 
 TUNERS = ("hyperband", "bayesian")
@@ -249,6 +248,8 @@ def tune(
     csv_lines = [",".join(columns)] + [
         ",".join("" if row.get(c) is None else str(row.get(c)) for c in columns) for row in rows
     ]
+    from keras_resnets.utils import atomic_write_text
+
     atomic_write_text(os.path.join(output_dir, "results.csv"), "\n".join(csv_lines) + "\n")
     table = _markdown(rows, columns, recipe, tuner)
     atomic_write_text(os.path.join(output_dir, "results.md"), table)
@@ -301,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
             space={"depth": [int(d) for d in args.depths.split(",")]} if args.depths else None,
         )
     except ValueError as error:
+        from keras_resnets.utils import cli_error
+
         return cli_error(error)
     with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as f:
         print(f.read())
