@@ -13,6 +13,10 @@ the model's normalisation run inside it, so clients send images as they are.
 The served `probabilities` are the model's own outputs; the export adds a
 softmax only when told the model returns logits (`outputs="logits"`).
 
+The package: `checks` (argument checks; `model_preprocessing`, the
+normalisation a `keras_resnets.Network` records), `decode` (`decode_image`),
+`serving` (the graph, a `keras.export.ExportArchive` with the three
+signatures, and the warmup file); this module writes the version directory.
 TensorFlow is imported inside the functions only: `import keras_resnets`
 stays backend-neutral.
 """
