@@ -81,8 +81,9 @@ def sublayers(layer) -> list:
     A model lists them in `layers`; any other layer (a `DenseBlock`, a
     `StochasticDepth` with its branch) holds them as attributes or lists of
     them, which is what Keras's (private) layer tracking records too; this
-    reads them through the layer's public attributes only (tested equal to
-    Keras's walk for every registered model).
+    reads them through the layer's public attributes only (on PyTorch,
+    where a layer attribute is a torch submodule, through `named_children`;
+    tested equal to Keras's walk on every backend).
 
     Args:
         layer: a `keras.layers.Layer` or `keras.Model`.
@@ -94,8 +95,11 @@ def sublayers(layer) -> list:
 
     if isinstance(layer, keras.Model):
         return list(layer.layers)
+    attributes = dict(vars(layer))
+    if hasattr(layer, "named_children"):  # PyTorch backend: layers are torch submodules
+        attributes.update(layer.named_children())
     found: dict[int, keras.layers.Layer] = {}
-    for name, value in vars(layer).items():
+    for name, value in attributes.items():
         if name.startswith("_"):  # Keras's own bookkeeping (`_layers`, `_tracker`, ...)
             continue
         values = list(value.values()) if isinstance(value, dict) else value

@@ -10,6 +10,8 @@ import pytest
 import keras_resnets
 from keras_resnets.utils import atomic_write, atomic_write_text, iter_layers, sublayers
 
+pytestmark = pytest.mark.multibackend  # a PyTorch layer holds its sublayers as torch modules
+
 
 def _keras_walk(model, recursive=True) -> list:
     """Keras's own (private) walk, the reference `iter_layers` must equal.
