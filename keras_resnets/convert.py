@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+
+from keras_resnets.utils import atomic_write, cli_error
 
 __all__ = ["convert", "main"]
 
@@ -64,18 +65,11 @@ def convert(
         kwargs["classes"] = classes
     model = get_model(model_name, **kwargs)
     load_torch_checkpoint(model, source)
-    suffix = ".weights.h5" if destination.endswith(".weights.h5") else ".keras"
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=".convert-", suffix=suffix)
-    os.close(fd)
-    try:
-        if suffix == ".keras":
+    with atomic_write(destination) as temporary:
+        if destination.endswith(".keras"):
             model.save(temporary)
         else:
-            model.save_weights(temporary, overwrite=True)
-        os.replace(temporary, destination)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+            model.save_weights(temporary)
     return model
 
 
@@ -96,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             args.src, args.dst, args.model, classes=args.classes, include_top=not args.no_top
         )
     except (ValueError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli_error(exc)
     print(f"Wrote {args.dst}: {model.name}, {model.count_params():,} weights converted.")
     return 0
 

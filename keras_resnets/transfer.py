@@ -22,7 +22,7 @@ import keras
 
 from keras_resnets.models.builder import classifier
 from keras_resnets.models.network import Network, find_network
-from keras_resnets.utils import check_int
+from keras_resnets.utils import check_int, iter_layers, sublayers
 
 __all__ = ["feature_extractor", "freeze", "replace_head", "stage_outputs", "with_dtype_policy"]
 
@@ -193,15 +193,15 @@ def _freeze_layer(layer: keras.layers.Layer, freeze_batchnorm: bool) -> None:
         return
     inner = [
         sub
-        for sub in layer._flatten_layers(include_self=False, recursive=True)
+        for sub in iter_layers(layer)
         if isinstance(sub, keras.layers.BatchNormalization)
     ]
     if freeze_batchnorm or not inner:
         layer.trainable = False
         return
     # A composite layer (a DenseBlock) with BN inside: freeze all but its BN.
-    for sub in layer._flatten_layers(include_self=False, recursive=True):
-        if not sub._layers and not isinstance(sub, keras.layers.BatchNormalization):
+    for sub in iter_layers(layer):
+        if not sublayers(sub) and not isinstance(sub, keras.layers.BatchNormalization):
             sub.trainable = False
 
 

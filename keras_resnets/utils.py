@@ -1,8 +1,19 @@
-"""Small argument-checking helpers shared by builders and layers."""
+"""Small helpers shared by the package and the trainer.
+
+Argument checks (`check_choice`, `check_int`, `check_fraction`), the walk
+over nested layers (`iter_layers`, `find_layer`) and `atomic_write`, the one
+way every writer in `keras_resnets/` and `training/` puts a file in place.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import collections
+import contextlib
+import importlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
 
 
 def check_choice(argument: str, value, allowed: Iterable) -> None:
@@ -42,18 +53,132 @@ def iter_layers(model):
         model: a `keras.Model` or layer.
 
     Returns:
-        A generator of `keras.layers.Layer`, each once, in model order.
+        A generator of `keras.layers.Layer`, each once, in the order of
+        Keras's own (private) `_flatten_layers` walk (a Sequential's own
+        `InputLayer` left out, as `Sequential.layers` leaves it).
 
     Example:
         >>> names = [layer.name for layer in iter_layers(keras_resnets.DenseNet121())]
         >>> "block1_layer3_conv2" in names
         True
     """
+    # Keras's own walk order: a queue of the top-level layers, each
+    # layer's children pushed to its front in reverse (`extendleft`).
     seen = set()
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            yield layer
+    queue = collections.deque(sublayers(model))
+    while queue:
+        layer = queue.popleft()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        queue.extendleft(sublayers(layer))
+
+
+def sublayers(layer) -> list:
+    """The layers `layer` holds directly (not recursively), in the order Keras tracks them.
+
+    A model lists them in `layers`; any other layer (a `DenseBlock`, a
+    `StochasticDepth` with its branch) holds them as attributes or lists of
+    them, which is what Keras's (private) layer tracking records too; this
+    reads them through the layer's public attributes only (on PyTorch,
+    where a layer attribute is a torch submodule, through `named_children`;
+    tested equal to Keras's walk on every backend).
+
+    Args:
+        layer: a `keras.layers.Layer` or `keras.Model`.
+
+    Returns:
+        A list of `keras.layers.Layer` (empty for a leaf layer).
+    """
+    import keras
+
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    attributes = dict(vars(layer))
+    if hasattr(layer, "named_children"):  # PyTorch backend: layers are torch submodules
+        attributes.update(layer.named_children())
+    found: dict[int, keras.layers.Layer] = {}
+    for name, value in attributes.items():
+        if name.startswith("_"):  # Keras's own bookkeeping (`_layers`, `_tracker`, ...)
+            continue
+        values = list(value.values()) if isinstance(value, dict) else value
+        values = values if isinstance(values, (list, tuple)) else [values]
+        for item in values:
+            if isinstance(item, keras.layers.Layer):
+                found.setdefault(id(item), item)
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path next to `path`; rename it onto `path` on success.
+
+    Every file the package and the trainer write goes through this: the
+    temporary file sits in the same directory (same file system), so the
+    final `os.replace` is atomic and readers see the old file or the new one,
+    never a half-written one. If the block raises, the temporary file is
+    removed and `path` is left as it was. The temporary name keeps `path`'s
+    suffix (`.keras`, `.weights.h5`, ...), which Keras's savers check.
+
+    Args:
+        path: the final path; its directory is created if missing.
+
+    Yields:
+        The temporary path to write (it does not exist yet).
+
+    Example:
+        >>> with atomic_write("runs/demo/model.keras") as tmp:  # doctest: +SKIP
+        ...     model.save(tmp)
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    if base.endswith(".weights.h5"):
+        suffix = ".weights.h5"
+    else:
+        suffix = os.path.splitext(base)[1]
+    fd, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + suffix, dir=directory)
+    os.close(fd)
+    os.remove(temporary)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a UTF-8 text file through `atomic_write`."""
+    with atomic_write(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def optional_import(module: str, needed_for: str, install: str, error: type = ImportError):
+    """Import an optional dependency, or raise `error` saying what needs it and how to get it.
+
+    Args:
+        module: the module to import (`"tensorflow_datasets"`).
+        needed_for: what needs it, the start of the message (`"dataset='cifar10'"`).
+        install: how to install it (`"pip install 'keras_resnets[data]'"`).
+        error: the exception class to raise (ImportError; the trainer's data
+            loader raises ValueError, its bad-input error).
+
+    Returns:
+        The imported module.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise error(f"{needed_for} needs `{module}`, which is not installed: {install}.") from exc
+
+
+def cli_error(message) -> int:
+    """Print `error: <message>` to stderr and return 2, the commands' exit status for bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def find_layer(model, name: str):

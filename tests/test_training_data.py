@@ -267,3 +267,32 @@ def test_docs_folder_split_table_is_what_load_source_does(tmp_path):
             assert got == (counts[train], counts[val], counts[test]), (folders, mode)
             if val == test == "H":
                 assert _names(source.validation) == _names(source.test)
+
+
+def _numpy_bilinear(images, size):
+    """The hand-written resize `load_digits_32` used before `keras.ops.image.resize`."""
+
+    def weights(src):
+        pos = np.clip((np.arange(size) + 0.5) * src / size - 0.5, 0, src - 1)
+        low = np.floor(pos).astype(int)
+        return low, np.minimum(low + 1, src - 1), (pos - low).astype(np.float32)
+
+    r0, r1, fr = weights(images.shape[1])
+    c0, c1, fc = weights(images.shape[2])
+    rows = images[:, r0, :] * (1 - fr)[None, :, None] + images[:, r1, :] * fr[None, :, None]
+    return rows[:, :, c0] * (1 - fc)[None, None, :] + rows[:, :, c1] * fc[None, None, :]
+
+
+@pytest.mark.parametrize("size", [32, 20])
+def test_digits_resize_equals_the_former_numpy_bilinear(size):
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images.astype(np.float32) / 16.0
+    new = data_lib._resize_bilinear(images, size)
+    assert new.shape == (len(images), size, size) and new.dtype == np.float32
+    # Upsampling by a whole factor (8 -> 32, the digits set) is bit-identical;
+    # other sizes agree to float32 rounding.
+    tolerance = 0.0 if size % 8 == 0 else 1e-6
+    np.testing.assert_allclose(new, _numpy_bilinear(images, size), rtol=0, atol=tolerance)
+    (x_train, _), (x_test, _) = data_lib.load_digits_32(size=size)
+    assert x_train.shape[1:] == (size, size, 3) and len(x_train) + len(x_test) == len(images)

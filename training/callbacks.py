@@ -17,46 +17,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 
 import keras
 import numpy as np
 
-
-def atomic_write(path: str, write) -> None:
-    """Write a file through `write(tmp_path)` and rename it into place.
-
-    The temporary file sits in the same directory (same file system), so
-    `os.replace` is atomic: readers see the old file or the new one, never a
-    half-written one.
-
-    Args:
-        path: final path.
-        write: function taking the temporary path and writing the file.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    suffix = ".keras" if base.endswith(".keras") else os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + suffix, dir=directory)
-    os.close(fd)
-    os.remove(tmp)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Write a text file atomically (see `atomic_write`)."""
-
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    atomic_write(path, write)
+from keras_resnets.utils import atomic_write
 
 
 def _all_finite(arrays) -> bool:
@@ -100,7 +65,11 @@ def training_state(model: keras.Model) -> list[tuple[str, keras.Variable]]:
 
 
 def _global_seed_generator():
-    """Keras's global `SeedGenerator` (unseeded `keras.random` calls), if one exists."""
+    """Keras's global `SeedGenerator` (unseeded `keras.random` calls), if one exists.
+
+    Private Keras API (there is no public one); setup.cfg caps Keras for it,
+    see tests/test_keras_private.py.
+    """
     from keras.src.backend.common import global_state
     from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
 
@@ -173,11 +142,8 @@ def save_state(path: str, model: keras.Model, step: int, history: dict) -> None:
     }
     arrays["meta"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
 
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    atomic_write(path, write)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def read_meta(path: str) -> dict:
@@ -310,7 +276,8 @@ class StepBackup(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         finite = loss is None or math.isfinite(float(loss))
         if self.write and self.checkpoint_path and finite and self.last_saved_step == self._step():
-            atomic_write(self.checkpoint_path, self.base_model.save)
+            with atomic_write(self.checkpoint_path) as tmp:
+                self.base_model.save(tmp)
 
 
 class TorchStepSeed(keras.callbacks.Callback):

@@ -1,8 +1,10 @@
 """Recipes: YAML files of hyper-parameters, their schema, overrides and resolution.
 
 A recipe is a small YAML file under `training/recipes/` (or any path) with
-the sections `model`, `data`, `train`, `optimizer`, `schedule`,
-`checkpoint` and `runtime`. Every key is checked against `SCHEMA`: an
+the sections `model`, `data`, `train`, `optimizer`, `schedule`, `transfer`,
+`checkpoint` and `runtime`, declared once as typed dataclasses (`Recipe`,
+`Data`, `Train`, ...: each field's type, default and allowed values).
+Every key is checked against them (`SCHEMA` is their nested view): an
 unknown key or a value of the wrong type raises a `ValueError` naming the
 file and the dotted key. Model names are checked lazily, when a run builds
 the model, so recipes for families that are not installed yet still
@@ -12,95 +14,167 @@ validate.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
+import types
+import typing
 from typing import Any
 
 import yaml
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 
-_NUM = (int, float)
-_OPT_INT = (int, type(None))
-_OPT_NUM = (int, float, type(None))
-_OPT_STR = (str, type(None))
+#: The `--strategy` / `runtime.strategy` names; `training.distribute` maps them
+#: to strategies.
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 
-# Each leaf is (allowed types, default[, allowed values]).
-SCHEMA: dict[str, Any] = {
-    "description": (str, ""),
-    "paper": (str, ""),
-    "reference_error": (_OPT_NUM, None),
-    "model": {
-        "name": (str, "ResNet20"),
-        "options": (dict, {}),
-    },
-    "data": {
-        "dataset": (str, "digits"),
-        "data_dir": (_OPT_STR, None),
-        "image_size": (int, 32),
-        "augmentation": (str, "cifar", ("none", "cifar", "imagenet")),
-        "flip": (bool, True),
-        "normalization": (str, "per_channel", ("per_channel", "imagenet", "none")),
-        "validation": (str, "test", ("test", "split", "folder", "none")),
-        "validation_fraction": (_NUM, 0.1),
-        "train_subset": (_OPT_INT, None),
-        "test_subset": (_OPT_INT, None),
-        "skip_bad_images": (bool, False),
-        "shuffle_buffer": (int, 10000),
-    },
-    "train": {
-        "batch_size": (int, 128),
-        "per_replica_batch_size": (_OPT_INT, None),
-        "epochs": (_OPT_INT, None),
-        "iterations": (_OPT_INT, None),
-        "steps_per_epoch": (_OPT_INT, None),
-        "seed": (int, 0),
-        "label_smoothing": (_NUM, 0.0),
-        "deterministic": (bool, False),
-    },
-    "optimizer": {
-        "name": (str, "sgd", ("sgd", "adam", "adamw")),
-        "learning_rate": (_NUM, 0.1),
-        "momentum": (_NUM, 0.9),
-        "nesterov": (bool, False),
-        "weight_decay": (_NUM, 1e-4),
-        "scale_with_batch": (bool, True),
-        "reference_batch_size": (_OPT_INT, None),
-        "clipnorm": (_OPT_NUM, None),
-    },
-    "schedule": {
-        "name": (str, "piecewise", ("piecewise", "cosine", "constant")),
-        "unit": (str, "epochs", ("epochs", "iterations", "fraction")),
-        "boundaries": (list, []),
-        "factor": (_NUM, 0.1),
-        "warmup_steps": (int, 0),
-        "warmup_unit": (str, "iterations", ("iterations", "epochs")),
-        "warmup_mode": (str, "linear", ("linear", "constant")),
-        "warmup_learning_rate": (_OPT_NUM, None),
-    },
-    "transfer": {
-        "from": (_OPT_STR, None),
-        "freeze_until": (_OPT_STR, None),
-        "freeze_batchnorm": (bool, True),
-        "new_classes": (_OPT_INT, None),
-    },
-    "checkpoint": {
-        "every_epoch": (bool, True),
-        "every_steps": (_OPT_INT, None),
-    },
-    "runtime": {
-        "strategy": (
-            str,
-            "auto",
-            ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"),
-        ),
-        "mixed_precision": (bool, False),
-        "jit_compile": (bool, False),
-        "tensorboard": (bool, True),
-        "tensorboard_images": (bool, True),
-        "verbose": (str, "auto", ("auto", "bar", "line", "quiet")),
-        "cpu_devices": (_OPT_INT, None),
-    },
-}
+
+def _choice(default: str, choices: tuple[str, ...]):
+    """A string field that only takes one of `choices`."""
+    return dataclasses.field(default=default, metadata={"choices": choices})
+
+
+def _mutable(factory):
+    return dataclasses.field(default_factory=factory)
+
+
+@dataclasses.dataclass
+class Model:
+    name: str = "ResNet20"
+    options: dict = _mutable(dict)
+
+
+@dataclasses.dataclass
+class Data:
+    dataset: str = "digits"
+    data_dir: str | None = None
+    image_size: int = 32
+    augmentation: str = _choice("cifar", ("none", "cifar", "imagenet"))
+    flip: bool = True
+    normalization: str = _choice("per_channel", ("per_channel", "imagenet", "none"))
+    validation: str = _choice("test", ("test", "split", "folder", "none"))
+    validation_fraction: float = 0.1
+    train_subset: int | None = None
+    test_subset: int | None = None
+    skip_bad_images: bool = False
+    shuffle_buffer: int = 10000
+
+
+@dataclasses.dataclass
+class Train:
+    batch_size: int = 128
+    per_replica_batch_size: int | None = None
+    epochs: int | None = None
+    iterations: int | None = None
+    steps_per_epoch: int | None = None
+    seed: int = 0
+    label_smoothing: float = 0.0
+    deterministic: bool = False
+
+
+@dataclasses.dataclass
+class Optimizer:
+    name: str = _choice("sgd", ("sgd", "adam", "adamw"))
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    scale_with_batch: bool = True
+    reference_batch_size: int | None = None
+    clipnorm: float | None = None
+
+
+@dataclasses.dataclass
+class Schedule:
+    name: str = _choice("piecewise", ("piecewise", "cosine", "constant"))
+    unit: str = _choice("epochs", ("epochs", "iterations", "fraction"))
+    boundaries: list = _mutable(list)
+    factor: float = 0.1
+    warmup_steps: int = 0
+    warmup_unit: str = _choice("iterations", ("iterations", "epochs"))
+    warmup_mode: str = _choice("linear", ("linear", "constant"))
+    warmup_learning_rate: float | None = None
+
+
+# `from` is a Python keyword: the field is `from_`, the recipe key `from`.
+@dataclasses.dataclass
+class Transfer:
+    from_: str | None = dataclasses.field(default=None, metadata={"key": "from"})
+    freeze_until: str | None = None
+    freeze_batchnorm: bool = True
+    new_classes: int | None = None
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    every_epoch: bool = True
+    every_steps: int | None = None
+
+
+@dataclasses.dataclass
+class Runtime:
+    strategy: str = _choice("auto", STRATEGIES)
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    tensorboard: bool = True
+    tensorboard_images: bool = True
+    verbose: str = _choice("auto", ("auto", "bar", "line", "quiet"))
+    cpu_devices: int | None = None
+
+
+@dataclasses.dataclass
+class Recipe:
+    """The recipe schema: one typed dataclass per section, the defaults in the fields.
+
+    A field's type is what the YAML value may be (`float` also takes an
+    int, `X | None` also `null`); a `choices` entry in its metadata lists the
+    allowed values. `load_recipe` returns the plain nested dict.
+    """
+
+    description: str = ""
+    paper: str = ""
+    reference_error: float | None = None
+    model: Model = _mutable(Model)
+    data: Data = _mutable(Data)
+    train: Train = _mutable(Train)
+    optimizer: Optimizer = _mutable(Optimizer)
+    schedule: Schedule = _mutable(Schedule)
+    transfer: Transfer = _mutable(Transfer)
+    checkpoint: Checkpoint = _mutable(Checkpoint)
+    runtime: Runtime = _mutable(Runtime)
+
+
+def _leaf_types(hint) -> tuple:
+    """The Python types a field's annotation allows (`float` also takes int)."""
+    args = typing.get_args(hint) if typing.get_origin(hint) is types.UnionType else (hint,)
+    out: list = []
+    for arg in args:
+        out.extend((int, float) if arg is float else (arg,))
+    return tuple(out)
+
+
+def _schema(cls) -> dict[str, Any]:
+    """A dataclass as `{key: (allowed types, default[, allowed values])}`, nested."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        key = field.metadata.get("key", field.name)
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            out[key] = _schema(hint)
+            continue
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        else:
+            default = field.default_factory()
+        choices = field.metadata.get("choices")
+        out[key] = (_leaf_types(hint), default) + ((choices,) if choices else ())
+    return out
+
+
+#: The schema as nested `{key: (allowed types, default[, allowed values])}`,
+#: read from the `Recipe` dataclasses (their one declaration).
+SCHEMA: dict[str, Any] = _schema(Recipe)
 
 
 def _is_leaf(spec: Any) -> bool:

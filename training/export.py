@@ -109,20 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the export command; returns the exit status."""
     args = build_parser().parse_args(argv)
+    from keras_resnets.utils import cli_error
+
     if not args.model.endswith(".keras"):
-        print(f"error: --model must be a .keras file, got {args.model!r}", file=sys.stderr)
-        return 2
+        return cli_error(f"--model must be a .keras file, got {args.model!r}")
     if not os.path.isfile(args.model):
-        print(f"error: --model file {args.model!r} does not exist", file=sys.stderr)
-        return 2
+        return cli_error(f"--model file {args.model!r} does not exist")
 
     preprocessing = args.preprocessing  # None: the model's own
     if args.mean is not None and args.preprocessing is not None:
-        print("error: --mean/--std and --preprocessing exclude each other", file=sys.stderr)
-        return 2
+        return cli_error("--mean/--std and --preprocessing exclude each other")
     if (args.mean is None) != (args.std is None):
-        print("error: --mean and --std go together", file=sys.stderr)
-        return 2
+        return cli_error("--mean and --std go together")
     if args.mean is not None:
         preprocessing = {"scale": 1.0 / 255.0, "mean": args.mean, "std": args.std}
 
@@ -133,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = keras.models.load_model(args.model)
     except Exception as exc:  # noqa: BLE001 - any loading failure names the file
-        print(f"error: cannot load --model {args.model!r}: {exc}", file=sys.stderr)
-        return 2
+        return cli_error(f"cannot load --model {args.model!r}: {exc}")
     try:
         path = keras_resnets.export_saved_model(
             model,
@@ -150,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             warmup=not args.no_warmup,
         )
     except (ValueError, TypeError, FileExistsError, ImportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli_error(exc)
     print(f"exported {args.model} to {path}")
     return 0
 

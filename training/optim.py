@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import keras
 from keras import ops
 
@@ -12,11 +10,19 @@ from keras import ops
 class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Piecewise-constant, cosine or constant learning rate with an optional warm-up.
 
+    The decay is Keras's own schedule (`keras.optimizers.schedules.
+    PiecewiseConstantDecay` or `CosineDecay` over `total_steps`); this class
+    adds only the papers' warm-up in front of it, which Keras lacks: Keras's
+    `CosineDecay(warmup_target=, warmup_steps=)` starts the cosine after the
+    warm-up and reaches the target one step later, where the recipes keep the
+    cosine over the whole run (He et al.'s constant warm-up and Goyal et al.'s
+    linear one, `start + (base - start) * (step + 1) / warmup_steps`).
+
     Args:
         learning_rate: the base learning rate (already scaled for the batch).
         kind: `"piecewise"`, `"cosine"` or `"constant"`.
         boundaries: steps at which a piecewise schedule multiplies the rate
-            by `factor`.
+            by `factor` (from that step on).
         factor: the multiplier at each boundary (0.1 in the papers).
         total_steps: length of the run (cosine).
         warmup_steps: steps of warm-up (0: none).
@@ -52,20 +58,27 @@ class RecipeSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = int(warmup_steps)
         self.warmup_mode = warmup_mode
         self.warmup_learning_rate = warmup_learning_rate
+        self.decay = self._keras_decay()
+
+    def _keras_decay(self):
+        """Keras's schedule for the decay, or None for a constant rate."""
+        schedules = keras.optimizers.schedules
+        if self.kind == "piecewise" and self.boundaries:
+            # Keras keeps values[i] while step <= boundaries[i]; the recipes
+            # change the rate AT the boundary step, hence the -1.
+            values = [self.learning_rate * self.factor**i for i in range(len(self.boundaries) + 1)]
+            return schedules.PiecewiseConstantDecay([b - 1 for b in self.boundaries], values)
+        if self.kind == "cosine":
+            return schedules.CosineDecay(self.learning_rate, decay_steps=self.total_steps)
+        return None
 
     def __call__(self, step):
-        step = ops.cast(step, "float32")
-        base = ops.convert_to_tensor(self.learning_rate, "float32")
-        if self.kind == "piecewise":
-            lr = base
-            for boundary in self.boundaries:
-                lr = ops.where(step >= boundary, lr * self.factor, lr)
-        elif self.kind == "cosine":
-            progress = ops.minimum(step / self.total_steps, 1.0)
-            lr = 0.5 * base * (1.0 + ops.cos(math.pi * progress))
+        if self.decay is None:
+            lr = ops.convert_to_tensor(self.learning_rate, "float32")
         else:
-            lr = base
+            lr = ops.cast(self.decay(step), "float32")
         if self.warmup_steps > 0:
+            step = ops.cast(step, "float32")
             start = float(self.warmup_learning_rate or 0.0)
             if self.warmup_mode == "constant":
                 warm = ops.convert_to_tensor(start, "float32")

@@ -164,7 +164,6 @@ def tune(
     import keras
     import keras_tuner as kt
 
-    from training import callbacks as cb
     from training import data as data_lib
     from training.train import SMOKE_ENV, resolve, smoke_budget
 
@@ -226,9 +225,11 @@ def tune(
     csv_lines = [",".join(columns)] + [
         ",".join("" if row.get(c) is None else str(row.get(c)) for c in columns) for row in rows
     ]
-    cb.atomic_write_text(os.path.join(output_dir, "results.csv"), "\n".join(csv_lines) + "\n")
+    from keras_resnets.utils import atomic_write_text
+
+    atomic_write_text(os.path.join(output_dir, "results.csv"), "\n".join(csv_lines) + "\n")
     table = _markdown(rows, columns, recipe, tuner)
-    cb.atomic_write_text(os.path.join(output_dir, "results.md"), table)
+    atomic_write_text(os.path.join(output_dir, "results.md"), table)
     return rows
 
 
@@ -278,8 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             space={"depth": [int(d) for d in args.depths.split(",")]} if args.depths else None,
         )
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        from keras_resnets.utils import cli_error
+
+        return cli_error(error)
     with open(os.path.join(output_dir, "results.md"), encoding="utf-8") as f:
         print(f.read())
     print(f"{len(rows)} trials; results in {output_dir}/results.csv and results.md")

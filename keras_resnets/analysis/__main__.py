@@ -27,10 +27,9 @@ SMOKE_ENV = "KERAS_RESNETS_SMOKE"
 
 
 def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)  # never leave a half-written file under the final name
+    from keras_resnets.utils import atomic_write_text
+
+    atomic_write_text(path, text)  # never a half-written file under the final name
 
 
 def write_outputs(output_dir: str, stem: str, rows: list[dict], payload) -> list[str]:

@@ -5,7 +5,7 @@ Install with `pip install keras_resnets[analysis]`.
 
 from __future__ import annotations
 
-import os
+from keras_resnets.utils import atomic_write
 
 
 def _figure(rows: int, cols: int, figsize, **kwargs):
@@ -27,10 +27,8 @@ def _integer_ticks(ax) -> None:
 
 
 def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
-    os.replace(tmp, path)  # never leave a half-written figure under the final name
+    with atomic_write(path) as tmp:  # never a half-written figure under the final name
+        fig.savefig(tmp, dpi=80, bbox_inches="tight", format="png")
     return path
 
 

@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 
 import h5py
 import keras
-from keras.src.utils import naming
 
 __all__ = ["load_torch_checkpoint", "load_weights_file", "read_torch_checkpoint"]
 
 _SUFFIXES = (".weights.h5", ".keras")
+
+
+def _h5_key(class_name: str) -> str:
+    """The group name Keras's weights file gives a layer class (`GroupedConv2D` -> `grouped_conv2d`).
+
+    The `.weights.h5` layout names each layer's group after its class in
+    snake case; this is that rule (Keras's `to_snake_case`, not public API;
+    tests/test_utils.py checks the two agree for every layer class the
+    registered models use).
+    """
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _open_h5(path: str) -> h5py.File:
@@ -48,7 +61,7 @@ def _check_shapes(model: keras.Model, h5: h5py.File, path: str) -> bool:
     used: dict[str, int] = {}
     nested = False
     for layer in model.layers:
-        key = naming.to_snake_case(layer.__class__.__name__)
+        key = _h5_key(layer.__class__.__name__)
         if key in used:
             used[key] += 1
             key = f"{key}_{used[key]}"

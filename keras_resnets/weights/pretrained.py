@@ -5,7 +5,8 @@ builder downloads the PyTorch reference checkpoint once into the Keras cache
 directory (`$KERAS_HOME/models/keras_resnets`, default
 `~/.keras/models/keras_resnets`), checks its SHA-256, converts it with
 `load_torch_checkpoint`, saves the converted Keras `.weights.h5` next to it
-and loads that. Later calls load the converted file directly.
+and loads that. The download is `keras.utils.get_file` with the SHA-256 as
+`file_hash`. Later calls load the converted file directly.
 
 The checkpoints are torchvision's ImageNet weights as re-published by timm
 in `.safetensors` form (no PyTorch needed): `tv_in1k` are torchvision's
@@ -19,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 
 import keras
+
+from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_resnets.utils import atomic_write
 
 __all__ = [
     "PRETRAINED_TAGS",
@@ -43,13 +46,11 @@ PRETRAINED_TAGS = ("imagenet", "tv_in1k", "tv2_in1k")
 # torchvision's ImageNet normalisation, what every built-in checkpoint was trained with.
 TORCHVISION_PREPROCESSING = {
     "scale": 1.0 / 255.0,
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
+    "mean": list(IMAGENET_MEAN),
+    "std": list(IMAGENET_STD),
 }
 _ALIASES = {"imagenet": "tv_in1k"}
 _HUB = "https://huggingface.co/{repo}/resolve/main/model.safetensors"
-_CHUNK = 1 << 20
-_TIMEOUT_S = 60
 
 
 class WeightsDownloadError(OSError):
@@ -239,7 +240,7 @@ def cache_dir() -> str:
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -255,9 +256,10 @@ def _warn_unverified(entry: PretrainedWeights, path: str, digest: str) -> None:
 def download_checkpoint(entry: PretrainedWeights) -> str:
     """Download `entry`'s checkpoint into the cache once, checking its SHA-256.
 
-    The file is written under a temporary name in the cache directory and
-    renamed only once complete and verified, so an interrupted or corrupted
-    download leaves nothing under the final name.
+    The download is `keras.utils.get_file(..., file_hash=entry.sha256)` into
+    a hidden temporary directory inside the cache; the file is moved under
+    its final name only once complete and verified, so an interrupted or
+    corrupted download leaves nothing in the cache.
 
     Args:
         entry: a registry entry (`get_pretrained(...)`).
@@ -280,38 +282,36 @@ def download_checkpoint(entry: PretrainedWeights) -> str:
                 f"({entry.url}); delete it to download it again."
             )
         return target
-    print(f"Downloading {entry.url} to {target}")
-    handle = tempfile.NamedTemporaryFile(
-        dir=directory, prefix=entry.checkpoint_name + ".", suffix=".part", delete=False
-    )
-    digest = hashlib.sha256()
+    staging = tempfile.mkdtemp(prefix=f".{entry.checkpoint_name}.", suffix=".part", dir=directory)
     try:
-        with handle:
-            try:
-                with urllib.request.urlopen(entry.url, timeout=_TIMEOUT_S) as response:
-                    for chunk in iter(lambda: response.read(_CHUNK), b""):
-                        digest.update(chunk)
-                        handle.write(chunk)
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                raise WeightsDownloadError(
-                    f"Could not download the {entry.model_name} weights {entry.tag!r} from "
-                    f"{entry.url} ({exc}). Without network access, download that file by "
-                    f"hand and place it at {target}"
-                    + (f" (SHA-256 {entry.sha256})." if entry.sha256 else ".")
-                ) from exc
-        hexdigest = digest.hexdigest()
-        if entry.sha256 is not None and hexdigest != entry.sha256:
-            raise ValueError(
-                f"The file downloaded from {entry.url} has SHA-256 {hexdigest}, expected "
-                f"{entry.sha256}: it is corrupted or not the published file. Nothing was "
-                "kept in the cache; try again."
+        try:
+            path = keras.utils.get_file(
+                entry.checkpoint_name,
+                entry.url,
+                file_hash=entry.sha256,
+                hash_algorithm="sha256",
+                cache_dir=staging,
+                cache_subdir="",
             )
-        os.replace(handle.name, target)
+        except Exception as exc:  # get_file raises a bare Exception for URL errors
+            partial = os.path.join(staging, entry.checkpoint_name)
+            if isinstance(exc, ValueError) and os.path.isfile(partial):
+                raise ValueError(
+                    f"The file downloaded from {entry.url} has SHA-256 {_sha256(partial)}, "
+                    f"expected {entry.sha256}: it is corrupted or not the published file. "
+                    "Nothing was kept in the cache; try again."
+                ) from None
+            raise WeightsDownloadError(
+                f"Could not download the {entry.model_name} weights {entry.tag!r} from "
+                f"{entry.url} ({exc}). Without network access, download that file by "
+                f"hand and place it at {target}"
+                + (f" (SHA-256 {entry.sha256})." if entry.sha256 else ".")
+            ) from exc
+        os.replace(path, target)
     finally:
-        if os.path.exists(handle.name):
-            os.remove(handle.name)
+        shutil.rmtree(staging, ignore_errors=True)
     if entry.sha256 is None:
-        _warn_unverified(entry, target, hexdigest)
+        _warn_unverified(entry, target, _sha256(target))
     return target
 
 
@@ -338,16 +338,8 @@ def converted_weights_path(entry: PretrainedWeights) -> str:
     checkpoint = download_checkpoint(entry)
     model = model_info(entry.model_name).builder(weights=None, classes=entry.classes)
     load_torch_checkpoint(model, checkpoint)
-    fd, temporary = tempfile.mkstemp(
-        dir=os.path.dirname(target), prefix=entry.converted_name + ".", suffix=".weights.h5"
-    )
-    os.close(fd)
-    try:
-        model.save_weights(temporary, overwrite=True)
-        os.replace(temporary, target)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_write(target) as temporary:
+        model.save_weights(temporary)
     return target
 
 

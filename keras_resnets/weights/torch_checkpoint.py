@@ -15,6 +15,7 @@ import os
 import keras
 import numpy as np
 
+from keras_resnets.utils import optional_import, sublayers
 from keras_resnets.weights import tables
 
 __all__ = ["CHECKPOINT_SUFFIXES", "load_torch_checkpoint", "read_torch_checkpoint"]
@@ -41,14 +42,9 @@ _OPTIONAL = ("num_batches_tracked",)
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+    numpy_api = optional_import("safetensors.numpy", f"Reading {path!r}", "pip install safetensors")
     try:
-        from safetensors.numpy import load_file
-    except ImportError as exc:  # pragma: no cover - safetensors is a dependency
-        raise ImportError(
-            f"Reading {path!r} needs the `safetensors` package: pip install safetensors"
-        ) from exc
-    try:
-        return dict(load_file(path))
+        return dict(numpy_api.load_file(path))
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"Checkpoint {path!r} is not a readable .safetensors file: {exc}") from exc
 
@@ -123,7 +119,7 @@ def _weighted_layers(model: keras.Model):
     found, seen = [], set()
 
     def visit(layer):
-        children = list(layer._flatten_layers(include_self=False, recursive=False))
+        children = sublayers(layer)
         if not children:
             if layer.weights and id(layer) not in seen:
                 seen.add(id(layer))

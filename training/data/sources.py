@@ -1,0 +1,244 @@
+"""`load_source`: the data set a recipe names, with its splits and normalisation.
+
+`load_digits_32` is the built-in data set: scikit-learn's bundled 8x8
+handwritten digits (1,797 images, shipped inside the wheel, no download)
+resized to 32x32 with 3 channels so that CIFAR networks take them as is.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from training.data.readers import _load_folder, _load_tfds
+from training.data.splits import (
+    DATASETS,
+    VALIDATION_MODES,
+    Source,
+    Split,
+    _array_split,
+    _hold_out,
+    _subset,
+)
+
+
+def load_digits_32(
+    seed: int = 0, test_fraction: float = 0.2, size: int = 32
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Load scikit-learn's digits as `size`x`size`x3 float32 images in [0, 1].
+
+    Args:
+        seed: seed of the stratified train/test split.
+        test_fraction: share of the images held out for testing.
+        size: output height and width (bilinear upsampling of the 8x8 images).
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))` with images of shape
+        `(n, size, size, 3)` and integer labels 0-9.
+
+    Example:
+        >>> (x, y), (xt, yt) = load_digits_32()
+        >>> x.shape[1:]
+        (32, 32, 3)
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0
+    images = _resize_bilinear(images, size)
+    images = np.repeat(images[..., None], 3, axis=-1)
+    labels = digits.target.astype(np.int32)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    return (x_train, y_train), (x_test, y_test)
+
+
+def _resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize of a batch of 2-D images (half-pixel centres, no antialiasing)."""
+    import keras
+
+    resized = keras.ops.image.resize(
+        images[..., None], (size, size), interpolation="bilinear", antialias=False
+    )
+    return keras.ops.convert_to_numpy(resized)[..., 0].astype(np.float32)
+
+
+def load_source(data: dict, seed: int = 0) -> Source:
+    """Load the data set a recipe's `data` section names.
+
+    Validation and test come from the data set's own splits where it has
+    them; at most one hold-out (`validation_fraction` of the training
+    examples, drawn with `seed`) is ever cut from the training split:
+
+    - validation set: `validation: test` evaluates the test set,
+      `split` the hold-out, `folder` the data set's own validation split
+      (an image folder's `val/`), or the hold-out where there is none,
+      `none` nothing;
+    - test set: the data set's test split (an image folder's `test/`);
+      an image folder without `test/` uses its `val/`, and one with
+      neither uses the hold-out (the same images as validation).
+
+    `Source.splits` says where each split came from and how many examples
+    it has; the trainer prints it and writes it to `config.yaml`.
+
+    Args:
+        data: the recipe's `data` section (`dataset`, `data_dir`,
+            `validation`, `validation_fraction`, `train_subset`,
+            `test_subset`, `skip_bad_images`, `normalization`).
+        seed: seed of the validation hold-out.
+
+    Returns:
+        A `Source`.
+
+    Raises:
+        ValueError: unknown data set or `validation`, a
+            `validation_fraction` outside (0, 1), missing `data_dir`, or
+            (for image folders) an unreadable image, named in the message.
+
+    Example:
+        >>> source = load_source({"dataset": "digits", "validation": "split",
+        ...                       "validation_fraction": 0.1})
+        >>> source.splits["validation"]
+        'hold-out of digits train: 144 of 1437 (validation_fraction=0.1, seed 0)'
+    """
+    name = data["dataset"]
+    if name not in DATASETS:
+        raise ValueError(
+            f"`dataset` must be one of {', '.join(DATASETS)}, got {name!r} "
+            "(for your own images use dataset=folder with --data-dir)."
+        )
+    validation = data.get("validation", "test")
+    if validation not in VALIDATION_MODES:
+        raise ValueError(
+            f"`validation` must be one of {', '.join(VALIDATION_MODES)}, got {validation!r}."
+        )
+    fraction = data.get("validation_fraction", 0.1)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(
+            f"`validation_fraction` must be a number between 0 and 1 (exclusive), got {fraction!r}."
+        )
+    class_names = None
+    skipped: list = []
+    if name == "digits":
+        (x, y), (xt, yt) = load_digits_32(seed=seed, size=data.get("image_size", 32))
+        train = _array_split(x, y, "digits train")
+        own_val, own_test = None, _array_split(xt, yt, "digits test")
+        num_classes, channels, class_names = 10, 3, [str(i) for i in range(10)]
+    elif name == "folder":
+        train, own_val, own_test, class_names, skipped = _load_folder(data)
+        num_classes, channels = len(class_names), 3
+    else:
+        train, own_val, own_test, num_classes, channels, class_names = _load_tfds(name, data)
+    total = train.size
+    held_out = None
+    if validation == "split" or (own_val is None and (validation == "folder" or own_test is None)):
+        if train.kind == "tfds":
+            builder, split = train.tfds_split
+            # The first `fraction` of the split, as TFDS rounds a percent
+            # slice, then named by absolute indices (so subsets can cut it).
+            pct = int(round(100 * fraction))
+            if builder.info.splits:
+                n_val = builder.info.splits[f"{split}[:{pct}%]"].num_examples
+            else:  # no metadata (tfds.testing.mock_data): TFDS's closest rounding
+                n_val = int(np.floor(total * pct / 100 + 0.5))
+            if n_val >= total:
+                raise ValueError(
+                    f"validation_fraction={fraction:g} of {train.origin} ({total} examples) "
+                    "leaves no training examples: lower `validation_fraction`."
+                )
+            train = Split(
+                "tfds", None, None, total - n_val, (builder, f"{split}[{n_val}:]"), train.origin
+            )
+            held_out = Split("tfds", None, None, n_val, (builder, f"{split}[:{n_val}]"))
+        else:
+            train, held_out = _hold_out(train, fraction, seed)
+        drawn = f"seed {seed}" if train.kind != "tfds" else "its first examples"
+        held_out.origin = (
+            f"hold-out of {train.origin}: {held_out.size} of {total} "
+            f"(validation_fraction={fraction:g}, {drawn})"
+        )
+    if own_test is not None:
+        test, test_note = own_test, f"{own_test.origin}: {own_test.size}"
+    elif own_val is not None:
+        test, test_note = own_val, f"{own_val.origin}: {own_val.size} (no test/ folder)"
+    else:
+        test, test_note = held_out, f"the {held_out.origin} (no test/ or val/ folder)"
+    if validation == "none":
+        val, val_note = None, "none (validation: none)"
+    elif validation == "test":
+        val, val_note = test, "the test set (validation: test)"
+    elif validation == "folder" and own_val is not None:
+        val, val_note = own_val, f"{own_val.origin}: {own_val.size}"
+    else:
+        val, val_note = held_out, held_out.origin
+        if held_out is test:
+            val_note = f"the test set (validation: {validation}; one hold-out serves both)"
+    train_note = f"{train.origin}: {train.size}"
+    if held_out is not None:
+        train_note += f" ({held_out.size} of {total} held out)"
+    train = _subset(train, data.get("train_subset"))
+    test = _subset(test, data.get("test_subset"))
+    if val is not None:
+        val = _subset(val, data.get("test_subset"))
+    notes = {"train": train_note, "validation": val_note, "test": test_note}
+    for key, option, split in (
+        ("train", "train_subset", train),
+        ("validation", "test_subset", val),
+        ("test", "test_subset", test),
+    ):
+        if data.get(option) is not None and split is not None:
+            notes[key] += f"; first {split.size} used ({option})"
+    mean, std = _normalisation(data.get("normalization", "per_channel"), train, channels)
+    return Source(
+        name, num_classes, channels, train, val, test, mean, std, class_names, skipped, notes
+    )
+
+
+def _normalisation(kind: str, train: Split, channels: int) -> tuple[tuple, tuple]:
+    """Mean and std (on the [0, 1] scale) for the recipe's `normalization`."""
+    if kind == "none":
+        return (0.0,) * channels, (1.0,) * channels
+    if kind == "imagenet":
+        return IMAGENET_MEAN[:channels], IMAGENET_STD[:channels]
+    if kind != "per_channel":
+        raise ValueError(f"`normalization` must be per_channel, imagenet or none, got {kind!r}.")
+    if train.kind == "tfds":
+        raise ValueError(
+            "`normalization: per_channel` measures the training images, which a streamed "
+            "TFDS data set does not hold in memory; use `normalization: imagenet` or `none`."
+        )
+    if train.kind == "files":
+        total, squares, count = _file_statistics(train.images, channels)
+    else:
+        x = train.images
+        scale = 255.0 if x.dtype == np.uint8 else 1.0
+        flat = x.reshape(-1, x.shape[-1]).astype(np.float64) / scale
+        total, squares, count = flat.sum(axis=0), (flat**2).sum(axis=0), len(flat)
+    mean = total / count
+    std = np.maximum(np.sqrt(np.maximum(squares / count - mean**2, 0.0)), 1e-3)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _file_statistics(paths: list[str], channels: int):
+    """Per-channel sum, sum of squares and pixel count of image files on [0, 1].
+
+    Each file is decoded at its stored size, as the pipeline decodes it.
+    """
+    import tensorflow as tf
+
+    from keras_resnets.export import decode_image
+
+    def stats(path):
+        image = tf.cast(decode_image(tf.io.read_file(path), channels=channels), tf.float64)
+        flat = tf.reshape(image / 255.0, [-1, channels])
+        return tf.reduce_sum(flat, 0), tf.reduce_sum(flat**2, 0), tf.shape(flat, tf.int64)[0]
+
+    ds = tf.data.Dataset.from_tensor_slices(list(paths)).map(
+        stats, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    total, squares, count = np.zeros(channels), np.zeros(channels), 0
+    for s, q, n in ds.as_numpy_iterator():
+        total, squares, count = total + s, squares + q, count + int(n)
+    return total, squares, count
