@@ -94,7 +94,15 @@ def _two_block_model():
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     outputs = keras.layers.Dense(3, activation="softmax", name="head_fc")(x)
     keras.utils.set_random_seed(1)
-    return _randomise_bn(keras.Model(inputs, outputs, name="two_blocks"))
+    stages = [_entry("stem", "input", 4), _entry("stage1", "b2_out", 4)]
+    return _randomise_bn(
+        keras_resnets.Network(inputs, outputs, name="two_blocks", feature_info=stages)
+    )
+
+
+def _entry(name, layer, channels, reduction=1):
+    """A `feature_info` entry for a hand-built model."""
+    return {"name": name, "layer": layer, "channels": channels, "reduction": reduction}
 
 
 def _hand_path_gradients(model, x, y):
@@ -250,8 +258,9 @@ def test_find_blocks_plain_and_errors():
     inputs = keras.Input((4,))
     branch = keras.layers.Dense(4, name="b_dense")(inputs)
     averaged = keras.layers.Average(name="b_add")([inputs, branch])
+    stages = [_entry("stage1", "b_add", 4)]
     with pytest.raises(ValueError, match="'b_add' \\(Average"):
-        analysis.find_blocks(keras.Model(inputs, averaged))
+        analysis.find_blocks(keras_resnets.Network(inputs, averaged, feature_info=stages))
 
 
 # -------------------------------------------------------------------- lesions

@@ -1,41 +1,58 @@
-"""Find the residual blocks of a functional model by name and rebuild its graph.
+"""Find the blocks of a keras_resnets model in its graph and rebuild the graph.
 
-Every analysis works on the model's functional graph, never on its code:
+Every analysis works on the model's functional graph, never on its code, and
+reads the structure its builder recorded (`Network.feature_info`: the stem
+and each stage, with the layer that ends it, its channels and reduction):
 
-- `find_blocks(model)` finds the residual blocks by their `{block}_add`
-  layers (and, in plain networks, the blocks by their `{block}_out` layers)
-  and walks the graph from there to tell the branch from the shortcut and
-  to find each block's input and output tensors.
+- `find_blocks(model)` looks for blocks inside the recorded stages only: a
+  residual block is a merge layer named `{block}_add` (the layer-name
+  contract of every residual family), a block of a plain network a layer
+  named `{block}_out`; the graph around the merge tells the branch from the
+  shortcut and gives each block's input and output tensors. Each block's
+  stage, and whether it downsamples (the first block of a stage whose
+  recorded reduction or channels differ from the previous entry's), come
+  from `feature_info`. A model without `feature_info` gets a `ValueError`
+  naming it.
 - `rebuild(model, ...)` replays the graph layer by layer into a fresh
   `keras.Model` (new layer objects holding copies of the weights), with
   branches removed, blocks reordered or a gate put on each branch. The
   original model is never modified: calling its layers on new symbolic
   tensors would add nodes to them, so every layer is copied first.
+
+Both work on a `Network` or on a model nesting one as a layer (a backbone
+with a new head, say): the nested network's blocks are found and rebuilt,
+and the wrapper's own layers are replayed around it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable, Sequence
 
 import keras
 
-_ADD = re.compile(r"^(?P<block>.+)_add$")
-_OUT = re.compile(r"^(?P<block>.+)_out$")
+from keras_resnets.models.network import Network, find_network, recorded_network
+
+ADD_SUFFIX = "_add"  # a residual block's merge: `{block}_add`
+OUT_SUFFIX = "_out"  # a plain block's last layer: `{block}_out`
 
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """One block of a network, found from its layer names.
+    """One block of a network, found inside its recorded stages.
 
     Attributes:
         name: the block's layer-name prefix, e.g. `"stage2_block3"`.
         residual: True for a residual block (`{name}_add` merges a branch
             and a shortcut); False for a block of a plain network.
-        input: the block's input tensor in the model's graph.
+        input: the block's input tensor in the network's graph.
         output: the block's output tensor (after the post-merge layers such
             as `{name}_out`).
+        stage: the name of the recorded stage (`feature_info`) that holds
+            the block, e.g. `"stage2"`.
+        downsampling: True for the first block of a stage whose recorded
+            reduction or channels differ from the previous entry's (the
+            stem's or the previous stage's): the block that changes the shape.
         branch: the residual branch's tensor entering `{name}_add` (None
             for plain blocks).
         shortcut: the shortcut's tensor entering `{name}_add` (None for
@@ -57,11 +74,8 @@ class Block:
     identity_shortcut: bool = False
     same_shape: bool = False
     owns_branch: bool = False
-
-    @property
-    def downsampling(self) -> bool:
-        """True when the block changes the shape (stride or channels)."""
-        return not self.same_shape
+    stage: str | None = None
+    downsampling: bool = False
 
     @property
     def removable(self) -> bool:
@@ -89,6 +103,8 @@ class _Graph:
             )
         self.model = model
         self.input = model.inputs[0]
+        history = getattr(self.input, "_keras_history", None)
+        self.input_layer_name = None if history is None else history.operation.name
         self.output = model.outputs[0]
         self.layers: list = []
         self.index: dict[str, int] = {}
@@ -184,38 +200,97 @@ def _block_input(graph: _Graph, tensor, prefix: str):
     return next(iter(outside.values()))
 
 
-def find_blocks(model: keras.Model) -> list[Block]:
-    """Find the residual blocks (or the plain blocks) of a model by layer name.
+def _stage_spans(graph: _Graph, network: Network) -> list[tuple[dict, dict | None, int]]:
+    """Each recorded stage with the entry before it and the index of its last layer.
 
-    Residual blocks are found from their merge layers, `keras.layers.Add`
-    layers named `{block}_add` with two inputs: the input whose layer is
-    outside the block (identity shortcut) or has `shortcut` in its name is
-    the shortcut, the other is the branch. This holds for every residual
-    family of keras_resnets (ResNet v1, pre-activation, ResNeXt, Wide ResNet,
-    stochastic depth, whose branch may be wrapped in a sub-model). In a model
-    with no residual blocks, the blocks of a plain network are found from
-    their `{block}_out` layers.
+    The stem's layer may be the input layer (index -1).
+    """
+    spans, previous = [], None
+    for entry in network.feature_info:
+        index = graph.index.get(entry["layer"], -1)
+        if entry["layer"] not in graph.index and entry["layer"] != graph.input_layer_name:
+            raise ValueError(
+                f"Model {network.name!r} records stage {entry['name']!r} as ending at layer "
+                f"{entry['layer']!r}, which is not in its graph."
+            )
+        if entry["name"] != "stem":
+            spans.append((entry, previous, index))
+        previous = entry
+    if not spans:
+        raise ValueError(f"Model {network.name!r} records no stages in its `feature_info`.")
+    return spans
+
+
+def _in_stages(graph: _Graph, blocks: list[Block], network: Network) -> list[Block]:
+    """The blocks inside the recorded stages, each with its stage and downsampling flag."""
+    spans = _stage_spans(graph, network)
+    first = spans[0][1]
+    start = -1 if first is None else graph.index.get(first["layer"], -1)
+    placed, seen_stages = [], set()
+    for block in blocks:
+        end = graph.index[graph.producer_name(block.output)]
+        if end <= start:
+            continue  # in the stem
+        span = next(((e, p) for e, p, last in spans if end <= last), None)
+        if span is None:
+            continue  # after the last stage (the head)
+        entry, previous = span
+        downsampling = False
+        if entry["name"] not in seen_stages:
+            seen_stages.add(entry["name"])
+            before = (
+                (1, int(graph.input.shape[-1]))
+                if previous is None
+                else (
+                    previous["reduction"],
+                    previous["channels"],
+                )
+            )
+            downsampling = (entry["reduction"], entry["channels"]) != before
+        placed.append(dataclasses.replace(block, stage=entry["name"], downsampling=downsampling))
+    return placed
+
+
+def find_blocks(model: keras.Model) -> list[Block]:
+    """Find the residual blocks (or the plain blocks) in the recorded stages of a model.
+
+    The stages come from the model's `feature_info` (recorded by its
+    builder); blocks are looked for between the stem and the end of the
+    last stage. Residual blocks are found from their merge layers,
+    `keras.layers.Add` layers named `{block}_add` with two inputs: the input
+    whose layer is outside the block (identity shortcut) or has `shortcut`
+    in its name is the shortcut, the other is the branch. This holds for
+    every residual family of keras_resnets (ResNet v1, pre-activation,
+    ResNeXt, Wide ResNet, stochastic depth, whose branch may be wrapped in a
+    sub-model). In a model with no residual blocks, the blocks of a plain
+    network (Plain, Highway) are found from their `{block}_out` layers.
 
     Args:
-        model: a functional `keras.Model`.
+        model: a `Network` built by keras_resnets, or a model nesting one as
+            a layer (the nested network's blocks are returned).
 
     Returns:
-        The blocks in graph order.
+        The blocks in graph order, each with its `stage` and `downsampling`
+        flag read from `feature_info`.
 
     Raises:
-        ValueError: the model has no blocks named this way, or a layer named
-            `{block}_add` is not an `Add` of one branch and one shortcut.
+        TypeError: `model` is not a keras.Model.
+        ValueError: the model carries no `feature_info` (the message names
+            it), has no blocks named this way in its stages (DenseNet), or a
+            layer named `{block}_add` is not an `Add` of one branch and one
+            shortcut.
 
     Example:
         >>> blocks = find_blocks(keras_resnets.ResNet20())
-        >>> [b.name for b in blocks][:2]
-        ['stage1_block1', 'stage1_block2']
+        >>> [(b.name, b.stage) for b in blocks][:2]
+        [('stage1_block1', 'stage1'), ('stage1_block2', 'stage1')]
     """
-    graph = _Graph(model)
+    network = recorded_network(model)
+    graph = _Graph(network)
     found = []
-    merges = [layer for layer in graph.layers if _ADD.match(layer.name)]
+    merges = [layer for layer in graph.layers if layer.name.endswith(ADD_SUFFIX)]
     for layer in merges:
-        prefix = _ADD.match(layer.name)["block"]
+        prefix = layer.name[: -len(ADD_SUFFIX)]
         inputs = graph.inputs_of(layer)
         if _owns_branch(layer):
             # StochasticDepth(branch)(x) or (...)([x, shortcut]): x feeds the branch.
@@ -260,10 +335,9 @@ def find_blocks(model: keras.Model) -> list[Block]:
         )
     if not merges:
         for layer in graph.layers:
-            match = _OUT.match(layer.name)
-            if not match:
+            if not layer.name.endswith(OUT_SUFFIX):
                 continue
-            prefix = match["block"]
+            prefix = layer.name[: -len(OUT_SUFFIX)]
             output = keras.tree.flatten(layer.output)[0]
             block_input = _block_input(graph, output, prefix)
             found.append(
@@ -275,10 +349,12 @@ def find_blocks(model: keras.Model) -> list[Block]:
                     same_shape=tuple(block_input.shape) == tuple(output.shape),
                 )
             )
+    found = _in_stages(graph, found, network)
     if not found:
         raise ValueError(
             f"Model {model.name!r} has no blocks named `{{block}}_add` (residual) or "
-            "`{block}_out` (plain); the analysis tools find blocks by these layer names."
+            "`{block}_out` (plain) in its recorded stages; the analysis tools find blocks "
+            "by these layer names."
         )
     return found
 
@@ -317,7 +393,9 @@ def rebuild(
     shares nothing with `model` and `model` is left untouched.
 
     Args:
-        model: a functional `keras.Model` with blocks `find_blocks` finds.
+        model: a `Network` with blocks `find_blocks` finds, or a model
+            nesting one (its own layers are copied around the rebuilt
+            network).
         remove: names of blocks to delete. A residual block keeps its
             shortcut and what follows the merge (`{block}_out`): its output
             becomes `out(shortcut(x))`. A plain block is replaced by the
@@ -336,13 +414,18 @@ def rebuild(
         A new functional `keras.Model`.
 
     Raises:
-        ValueError: unknown block names, a plain block whose shape changes,
-            or an order that is not a shape-compatible permutation of a chain.
+        ValueError: no `feature_info` (see `find_blocks`), unknown block
+            names, a plain block whose shape changes, or an order that is not
+            a shape-compatible permutation of a chain.
 
     Example:
         >>> model = keras_resnets.ResNet20()
         >>> lesioned = rebuild(model, remove=["stage1_block2"])
     """
+    network = recorded_network(model)
+    if network is not model:
+        lesion = dict(remove=remove, order=order, wrap_merge=wrap_merge)
+        return _rebuild_around(model, network, name or f"{model.name}_rebuilt", lesion)
     graph = _Graph(model)
     blocks = find_blocks(model)
     removed = {b.name for b in _resolve_names(blocks, remove, "remove")}
@@ -383,9 +466,7 @@ def rebuild(
         else:
             aliases[id(block.output)] = block.input
 
-    inputs = keras.Input(
-        shape=tuple(graph.input.shape[1:]), dtype=graph.input.dtype, name=graph.input.name
-    )
+    inputs = _fresh_input(graph)
     if order is None:
         outputs = _evaluate(graph, graph.output, {id(graph.input): inputs}, aliases, call)
     else:
@@ -398,6 +479,36 @@ def rebuild(
                 copy.branch.set_weights(original.branch.get_weights())
                 continue
         copy.set_weights(original.get_weights())
+    return new
+
+
+def _fresh_input(graph: _Graph):
+    return keras.Input(
+        shape=tuple(graph.input.shape[1:]), dtype=graph.input.dtype, name=graph.input.name
+    )
+
+
+def _rebuild_around(model: keras.Model, network: Network, name: str, lesion: dict):
+    """Replay `model`'s own layers (copies) around the rebuilt `network` nested in it."""
+    graph = _Graph(model)
+    copies: dict[str, object] = {}
+    rebuilt: set[str] = set()
+
+    def call(layer, args):
+        if layer.name not in copies:
+            if isinstance(layer, keras.Model) and find_network(layer) is network:
+                copies[layer.name] = rebuild(layer, name=layer.name, **lesion)
+                rebuilt.add(layer.name)
+            else:
+                copies[layer.name] = _copy_layer(layer)
+        return copies[layer.name](args)
+
+    inputs = _fresh_input(graph)
+    outputs = _evaluate(graph, graph.output, {id(graph.input): inputs}, {}, call)
+    new = keras.Model(inputs, outputs, name=name)
+    for layer_name, copy in copies.items():
+        if layer_name not in rebuilt:
+            copy.set_weights(graph.layers[graph.index[layer_name]].get_weights())
     return new
 
 
