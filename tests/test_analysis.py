@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from model_checks import randomise_batchnorm
 
 import keras_resnets
 from keras_resnets import analysis, blocks
@@ -25,18 +26,7 @@ EPOCHS = 10
 
 def _randomise_bn(model, seed=0):
     """Give every BatchNormalization non-trivial statistics and affine weights."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
-                    rng.normal(0, 0.2, beta.shape).astype("float32"),
-                    rng.normal(0, 0.2, mean.shape).astype("float32"),
-                    rng.uniform(0.5, 1.5, var.shape).astype("float32"),
-                ]
-            )
+    randomise_batchnorm(model.layers, np.random.default_rng(seed))
     return model
 
 
