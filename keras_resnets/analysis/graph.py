@@ -120,14 +120,30 @@ class _Graph:
                 )
             self.index[layer.name] = len(self.layers)
             self.layers.append(layer)
-            for tensor in keras.tree.flatten(layer.output):
+            for tensor in keras.tree.flatten(self.call_output(layer)):
                 self.producer[id(tensor)] = layer
             for tensor in self.inputs_of(layer):
                 self.consumers.setdefault(id(tensor), []).append(layer)
 
     @staticmethod
-    def inputs_of(layer) -> list:
-        return keras.tree.flatten(layer.input)
+    def call_input(layer):
+        """What `layer` was called on in this graph (a nested model's `.input` is its own)."""
+        if isinstance(layer, keras.Model):
+            tensors = layer._inbound_nodes[0].input_tensors
+            return tensors[0] if len(tensors) == 1 else list(tensors)
+        return layer.input
+
+    @staticmethod
+    def call_output(layer):
+        """What `layer`'s call returned in this graph."""
+        if isinstance(layer, keras.Model):
+            tensors = layer._inbound_nodes[0].output_tensors
+            return tensors[0] if len(tensors) == 1 else list(tensors)
+        return layer.output
+
+    @classmethod
+    def inputs_of(cls, layer) -> list:
+        return keras.tree.flatten(cls.call_input(layer))
 
     def producer_name(self, tensor) -> str | None:
         layer = self.producer.get(id(tensor))
@@ -547,10 +563,10 @@ def _evaluate(graph: _Graph, target, known: dict, aliases: dict, call: Callable)
 
     values = dict(known)
     for layer in sorted(needed.values(), key=lambda lay: graph.index[lay.name]):
-        args = keras.tree.map_structure(lambda t: values[id(source(t))], layer.input)
+        args = keras.tree.map_structure(lambda t: values[id(source(t))], graph.call_input(layer))
         result = call(layer, args)
         for tensor, value in zip(
-            keras.tree.flatten(layer.output), keras.tree.flatten(result), strict=True
+            keras.tree.flatten(graph.call_output(layer)), keras.tree.flatten(result), strict=True
         ):
             values[id(tensor)] = value
     return values[id(source(target))]
