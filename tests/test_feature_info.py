@@ -260,7 +260,11 @@ def test_analysis_reads_a_network_nested_in_a_wrapper():
     backbone = keras_resnets.CifarResNet(8, include_top=False, input_shape=(8, 8, 3))
     inputs = keras.Input((8, 8, 3))
     pooled = keras.layers.GlobalAveragePooling2D(name="my_pool")(backbone(inputs))
-    wrapper = keras.Model(inputs, keras.layers.Dense(3, name="mine")(pooled), name="wrapper")
+    # As the trainer wraps a transferred model: a Network with no record of its own.
+    wrapper = keras_resnets.Network(
+        inputs, keras.layers.Dense(3, name="mine")(pooled), name="wrapper"
+    )
+    assert wrapper.feature_info == [] and wrapper.final_norm is None
     found = analysis.find_blocks(wrapper)
     assert [(b.name, b.stage) for b in found] == [
         (b.name, b.stage) for b in analysis.find_blocks(backbone)
@@ -371,3 +375,25 @@ def test_helpers_and_dtype_policies_on_every_backend(key, policy):
         check_probabilities(rebuilt)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_a_model_saved_before_final_norm_was_recorded_still_loads(tmp_path):
+    """A `.keras` file whose config has no `final_norm` loads; the name is found in the graph."""
+    import zipfile
+
+    model = keras_resnets.CifarDenseNet(10, growth_rate=4, input_shape=(8, 8, 3), classes=3)
+    path = tmp_path / "new.keras"
+    model.save(path)
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                assert config["config"].pop("final_norm") == "final_bn"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    loaded = keras.models.load_model(old)
+    assert loaded.final_norm == "final_bn"
+    assert loaded.feature_info == model.feature_info
+    assert "final_norm" not in json.loads(zipfile.ZipFile(old).read("config.json"))["config"]

@@ -512,7 +512,10 @@ def _rebuild_around(model: keras.Model, network: Network, name: str, lesion: dic
 
     def call(layer, args):
         if layer.name not in copies:
-            if isinstance(layer, keras.Model) and find_network(layer) is network:
+            if (
+                isinstance(layer, keras.Model)
+                and find_network(layer, with_feature_info=True) is network
+            ):
                 copies[layer.name] = rebuild(layer, name=layer.name, **lesion)
                 rebuilt.add(layer.name)
             else:

@@ -143,15 +143,20 @@ class Network(keras.Model):
         return config
 
 
-def find_network(model: keras.Model) -> Network | None:
-    """`model` itself if it is a `Network`, else the first `Network` nested in it, else None."""
-    if isinstance(model, Network):
+def find_network(model: keras.Model, with_feature_info: bool = False) -> Network | None:
+    """`model` itself if it is a `Network`, else the first `Network` nested in it, else None.
+
+    With `with_feature_info=True`, only a `Network` that recorded its stages
+    counts (a trainer's `Network` wrapping a transferred backbone does not).
+    """
+    if isinstance(model, Network) and (model.feature_info or not with_feature_info):
         return model
     if isinstance(model, keras.Model):
         for layer in model.layers:
-            found = find_network(layer) if isinstance(layer, keras.Model) else None
-            if found is not None:
-                return found
+            if isinstance(layer, keras.Model):
+                found = find_network(layer, with_feature_info)
+                if found is not None:
+                    return found
     return None
 
 
@@ -171,8 +176,8 @@ def recorded_network(model: keras.Model) -> Network:
     """
     if not isinstance(model, keras.Model):
         raise TypeError(f"`model` must be a keras.Model, got {type(model).__name__}.")
-    network = find_network(model)
-    if network is None or not network.feature_info:
+    network = find_network(model, with_feature_info=True)
+    if network is None:
         raise ValueError(
             f"Model {model.name!r} carries no `feature_info` (neither it nor a model nested "
             "in it is a keras_resnets `Network` that recorded its stages), so its stages are "
