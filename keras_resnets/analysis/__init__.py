@@ -27,8 +27,9 @@ from keras_resnets.analysis.gradients import (
     gradient_norms,
     path_length_distribution,
 )
-from keras_resnets.analysis.graph import Block, find_blocks, rebuild
+from keras_resnets.analysis.graph import Block, find_blocks
 from keras_resnets.analysis.lesion import error_rate, lesion_study, lesioned_model
+from keras_resnets.analysis.rebuild import rebuild
 from keras_resnets.analysis.schedule import expected_depth, survival_schedule
 
 __all__ = [

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_resnets.analysis.graph import find_blocks, rebuild
+from keras_resnets.analysis.graph import find_blocks
+from keras_resnets.analysis.rebuild import rebuild
 from keras_resnets.utils import check_int
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_resnets.analysis.graph import Block, find_blocks, rebuild
+from keras_resnets.analysis.graph import Block, find_blocks
+from keras_resnets.analysis.rebuild import rebuild
 from keras_resnets.utils import check_int
 
 
