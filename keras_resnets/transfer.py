@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import keras
 
 from keras_resnets.models.builder import classifier
-from keras_resnets.models.network import Network, find_network
+from keras_resnets.models.network import Network, recorded_network
 from keras_resnets.utils import check_int, iter_layers, sublayers
 
 __all__ = ["feature_extractor", "freeze", "replace_head", "stage_outputs", "with_dtype_policy"]
@@ -32,21 +32,6 @@ STEM = "stem"
 def _inputs(model: keras.Model):
     """The model's input tensor (or list of them), as it was built."""
     return model.inputs[0] if len(model.inputs) == 1 else model.inputs
-
-
-def _find_backbone(model: keras.Model) -> Network:
-    """The `Network` (the model, or one nested in it) whose `feature_info` names its stages."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a keras.Model, got {type(model).__name__}.")
-    network = find_network(model)
-    if network is None or not network.feature_info:
-        raise ValueError(
-            f"Model {model.name!r} carries no `feature_info` (neither it nor a model nested "
-            "in it is a keras_resnets `Network` that recorded its stages), so its stages are "
-            "unknown. Build it with a keras_resnets builder (and load its weights into that) "
-            "or wrap such a model."
-        )
-    return network
 
 
 def _stage_entries(network: Network) -> list[dict]:
@@ -103,7 +88,7 @@ def stage_outputs(model: keras.Model) -> dict[str, keras.layers.Layer]:
         >>> list(keras_resnets.stage_outputs(keras_resnets.ResNet20()))
         ['stage1', 'stage2', 'stage3']
     """
-    network = _find_backbone(model)
+    network = recorded_network(model)
     return {entry["name"]: network.get_layer(entry["layer"]) for entry in _stage_entries(network)}
 
 
@@ -144,7 +129,7 @@ def feature_extractor(
         >>> {k: v.shape for k, v in features.output.items()}
         {'stage3': (None, None, None, 512), 'stage5': (None, None, None, 2048)}
     """
-    network = _find_backbone(model)
+    network = recorded_network(model)
     available = [entry["name"] for entry in _stage_entries(network)]
     recorded = {entry["name"]: entry["layer"] for entry in network.feature_info}
     if stages is None:
@@ -242,7 +227,7 @@ def freeze(model: keras.Model, until: str = "stage4", freeze_batchnorm: bool = T
     """
     if not isinstance(freeze_batchnorm, bool):
         raise ValueError(f"`freeze_batchnorm` must be True or False, got {freeze_batchnorm!r}.")
-    network = _find_backbone(model)
+    network = recorded_network(model)
     recorded = [entry["name"] for entry in network.feature_info]
     available = [name for name in recorded if name != STEM]
     if until == "all":
@@ -324,7 +309,7 @@ def replace_head(
     check_int("classes", classes, minimum=1)
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
-    network = _find_backbone(model)
+    network = recorded_network(model)
     features = _features(network)
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)
     if dropout:

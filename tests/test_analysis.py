@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from model_checks import randomise_batchnorm
 
 import keras_resnets
 from keras_resnets import analysis, blocks
@@ -25,18 +26,7 @@ EPOCHS = 10
 
 def _randomise_bn(model, seed=0):
     """Give every BatchNormalization non-trivial statistics and affine weights."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
-                    rng.normal(0, 0.2, beta.shape).astype("float32"),
-                    rng.normal(0, 0.2, mean.shape).astype("float32"),
-                    rng.uniform(0.5, 1.5, var.shape).astype("float32"),
-                ]
-            )
+    randomise_batchnorm(model.layers, np.random.default_rng(seed))
     return model
 
 
@@ -94,7 +84,15 @@ def _two_block_model():
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     outputs = keras.layers.Dense(3, activation="softmax", name="head_fc")(x)
     keras.utils.set_random_seed(1)
-    return _randomise_bn(keras.Model(inputs, outputs, name="two_blocks"))
+    stages = [_entry("stem", "input", 4), _entry("stage1", "b2_out", 4)]
+    return _randomise_bn(
+        keras_resnets.Network(inputs, outputs, name="two_blocks", feature_info=stages)
+    )
+
+
+def _entry(name, layer, channels, reduction=1):
+    """A `feature_info` entry for a hand-built model."""
+    return {"name": name, "layer": layer, "channels": channels, "reduction": reduction}
 
 
 def _hand_path_gradients(model, x, y):
@@ -250,8 +248,9 @@ def test_find_blocks_plain_and_errors():
     inputs = keras.Input((4,))
     branch = keras.layers.Dense(4, name="b_dense")(inputs)
     averaged = keras.layers.Average(name="b_add")([inputs, branch])
+    stages = [_entry("stage1", "b_add", 4)]
     with pytest.raises(ValueError, match="'b_add' \\(Average"):
-        analysis.find_blocks(keras.Model(inputs, averaged))
+        analysis.find_blocks(keras_resnets.Network(inputs, averaged, feature_info=stages))
 
 
 # -------------------------------------------------------------------- lesions

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import trainable_count
+from model_checks import check_forward, check_reference_count, registry_param
 
 import keras_resnets
 from keras_resnets.layers import DenseBlock
 from keras_resnets.models.densenet import transition_block
-from keras_resnets.models.registry import model_info
 from keras_resnets.utils import find_layer, iter_layers
 
 # ../shared/REFERENCE.md: torchvision num_params, the paper's table, and the
@@ -29,18 +29,12 @@ REFERENCE = {
 APPROXIMATE = {"DenseNet100": 7.0e6, "DenseNetBC250": 15.3e6, "DenseNetBC190": 25.6e6}
 
 
-def _param(name):
-    marks = [pytest.mark.slow] if model_info(name).slow else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in REFERENCE])
+@pytest.mark.parametrize("name", [registry_param(n) for n in REFERENCE])
 def test_reference_counts(built_model, name):
-    assert trainable_count(built_model(name)) == REFERENCE[name]
-    assert model_info(name).num_params == REFERENCE[name]
+    check_reference_count(built_model, name, REFERENCE)
 
 
-@pytest.mark.parametrize("name", [_param(n) for n in APPROXIMATE])
+@pytest.mark.parametrize("name", [registry_param(n) for n in APPROXIMATE])
 def test_paper_counts_to_the_paper_precision(built_model, name):
     count = trainable_count(built_model(name))
     assert round(count / 1e5) * 1e5 == APPROXIMATE[name]
@@ -64,19 +58,12 @@ def test_generic_builder_matches_the_named_models():
 
 @pytest.mark.parametrize("name", ["DenseNet40", "DenseNetBC100"])
 def test_cifar_forward(built_model, name):
-    model = built_model(name)
-    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
-    y = model(x, training=False)
-    assert y.shape == (2, 10)
-    np.testing.assert_allclose(np.sum(y, axis=1), 1.0, rtol=1e-5)
+    check_forward(built_model(name), batch=2, size=32, classes=10)
 
 
 def test_imagenet_forward_and_feature_shapes(built_model):
     model = built_model("DenseNet121")
-    x = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32)
-    y = model(x, training=False)
-    assert y.shape == (1, 1000)
-    np.testing.assert_allclose(np.sum(y, axis=1), 1.0, rtol=1e-5)
+    check_forward(model, batch=1, size=224, classes=1000)
     shapes = {
         "block1": (None, 56, 56, 256),
         "transition1_pool": (None, 28, 28, 128),

@@ -14,6 +14,7 @@ import tempfile
 import docs_blocks
 import numpy as np
 import pytest
+from model_checks import registry_param
 
 import keras_resnets
 from keras_resnets.zoo import render_into
@@ -196,14 +197,7 @@ def test_block_runs_as_written(block):
         assert result["ok"], f"{block.id} failed:\n{result['output']}"
 
 
-def _padding_param(name):
-    from keras_resnets.models.registry import model_info
-
-    marks = [pytest.mark.slow] if model_info(name).slow else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", [_padding_param(n) for n in keras_resnets.list_models()])
+@pytest.mark.parametrize("name", [registry_param(n) for n in keras_resnets.list_models()])
 def test_padding_layer_names_follow_the_user_guide(built_model, name):
     """docs/user_guide.md, "Layer names": `{conv name}_pad`, `stem_pad`, `stem_pool_pad`."""
     import keras

@@ -19,6 +19,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from model_checks import randomise_batchnorm
+from serving_helpers import serving_script
 
 import keras_resnets
 from keras_resnets.export import (
@@ -36,19 +38,8 @@ CLASS_NAMES = [f"digit {i}" for i in range(10)]
 # What the serving process runs: TensorFlow, numpy and json only. Once
 # TensorFlow is imported (TF 2.21 imports Keras with it), any further import
 # of keras or keras_resnets raises, so loading and serving cannot use them.
-CONSUMER = textwrap.dedent(
+CONSUMER = serving_script(
     """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-
-    class _Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("keras", "keras_resnets", "tf_keras"):
-                raise ImportError(f"the serving process must not import {name}")
-            return None
-
-    sys.meta_path.insert(0, _Block())
     request = json.load(open(sys.argv[1]))
     results = {}
     for export_dir in request["exports"]:
@@ -110,21 +101,12 @@ def _randomise_batchnorm(model: keras.Model, seed: int = 0) -> None:
     A freshly initialised model predicts nearly uniform probabilities, which
     would make the comparisons below weak.
     """
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    for layer in layers:
         if layer.name == "head_fc":
             kernel, bias = layer.get_weights()
             layer.set_weights([kernel * 8.0, bias])
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, gamma.shape).astype("float32"),
-                    rng.normal(0, 0.2, beta.shape).astype("float32"),
-                    rng.normal(0, 0.2, mean.shape).astype("float32"),
-                    rng.uniform(0.5, 1.5, var.shape).astype("float32"),
-                ]
-            )
+    randomise_batchnorm(layers, np.random.default_rng(seed))
 
 
 def _write_images(directory: pathlib.Path) -> list[str]:

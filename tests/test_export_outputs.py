@@ -11,11 +11,11 @@ import os
 import pathlib
 import subprocess
 import sys
-import textwrap
 
 import keras
 import numpy as np
 import pytest
+from serving_helpers import serving_script
 
 import keras_resnets
 from keras_resnets.export import export_saved_model, model_preprocessing
@@ -24,19 +24,8 @@ from training import export as export_cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-SERVE = textwrap.dedent(
+SERVE = serving_script(
     """
-    import json, sys
-    import numpy as np
-    import tensorflow as tf
-
-    class _Block:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("keras", "keras_resnets", "tf_keras"):
-                raise ImportError(f"the serving process must not import {name}")
-            return None
-
-    sys.meta_path.insert(0, _Block())
     request = json.load(open(sys.argv[1]))
     pixels = tf.constant(np.load(request["pixels"]), tf.float32)
     out = {}

@@ -20,9 +20,11 @@ import keras
 import numpy as np
 import pytest
 from backend_utils import CASES
+from model_checks import registry_param
 from training_helpers import trainer_env
 
 import keras_resnets
+from keras_resnets import analysis
 from keras_resnets.models.registry import model_info
 from keras_resnets.transfer import _ancestors
 
@@ -64,13 +66,6 @@ SMALL = {
     ),
     "highway5": lambda **kw: keras_resnets.CifarHighwayNet(5, **kw),
 }
-
-
-def _registry_params():
-    return [
-        pytest.param(name, marks=pytest.mark.slow) if model_info(name).slow else name
-        for name in keras_resnets.list_models()
-    ]
 
 
 def _output(layer):
@@ -151,14 +146,69 @@ def check_helpers(model: keras.Model, size: int, stages: list[dict]) -> None:
     assert keras_resnets.stage_outputs(new).keys() == outputs.keys()
 
 
-@pytest.mark.parametrize("name", _registry_params())
-def test_every_registered_model_records_its_stages_and_the_helpers_work(name):
+def check_final_norm(model: keras.Model, stages: list[dict]) -> None:
+    """`final_norm` names the one BatchNormalization reading the last stage, if any."""
+    last = _output(model.get_layer(stages[-1]["layer"]))
+    readers = [
+        layer
+        for layer in model.layers
+        if any(t is last for t in keras.tree.flatten(layer.input))
+        and isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert [layer.name for layer in readers] == (
+        [] if model.final_norm is None else [model.final_norm]
+    ), (model.final_norm, readers)
+
+
+def check_analysis(model: keras.Model, stages: list[dict]) -> None:
+    """The analysis finds the blocks inside the recorded stages, as the record says."""
+    if any(isinstance(layer, keras_resnets.layers.DenseBlock) for layer in model.layers):
+        with pytest.raises(ValueError, match=f"{model.name!r} has no blocks"):
+            analysis.find_blocks(model)
+        return
+    found = analysis.find_blocks(model)
+    by_stage = {entry["name"]: [b for b in found if b.stage == entry["name"]] for entry in stages}
+    assert [b.stage for b in found] == [s for s, bs in by_stage.items() for _ in bs]
+    previous = model.feature_info[0]
+    for entry in stages:
+        members = by_stage[entry["name"]]
+        # The stage's last block ends where the record says the stage ends.
+        assert members and members[-1].output is _output(model.get_layer(entry["layer"]))
+        changes = (entry["reduction"], entry["channels"]) != (
+            previous["reduction"],
+            previous["channels"],
+        )
+        assert [b.downsampling for b in members] == [changes] + [False] * (len(members) - 1)
+        # The recorded flag agrees with the shapes in the graph.
+        assert [b.downsampling for b in members] == [not b.same_shape for b in members]
+        previous = entry
+
+
+def check_round_trip(model: keras.Model, path, size: int) -> None:
+    """`.keras` save and load keep the record, `final_norm` and the outputs."""
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, keras_resnets.Network), type(loaded)
+    assert loaded.feature_info == model.feature_info
+    assert loaded.final_norm == model.final_norm
+    x = np.random.default_rng(0).random((2, size, size, 3)).astype("float32")
+    np.testing.assert_allclose(
+        np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)), atol=1e-5
+    )
+    assert list(keras_resnets.stage_outputs(loaded)) == list(keras_resnets.stage_outputs(model))
+
+
+@pytest.mark.parametrize("name", [registry_param(n) for n in keras_resnets.list_models()])
+def test_every_registered_model_records_its_stages_and_the_helpers_work(name, tmp_path):
     size = _size(name)
     model = keras_resnets.get_model(name, input_shape=(size, size, 3), classes=3)
     stages = check_feature_info(model, size)
     # The classifier pools the last stage's channels (a final BN-ReLU keeps them).
     assert model.get_layer("head_fc").kernel.shape == (stages[-1]["channels"], 3)
     check_helpers(model, size, stages)
+    check_final_norm(model, stages)
+    check_analysis(model, stages)
+    check_round_trip(model, tmp_path / f"{name}.keras", size)
 
 
 @pytest.mark.parametrize("config", sorted(SMALL))
@@ -166,6 +216,8 @@ def test_smallest_configuration_of_each_family(config):
     model = SMALL[config](input_shape=(SMALL_CIFAR, SMALL_CIFAR, 3), classes=3)
     stages = check_feature_info(model, SMALL_CIFAR)
     check_helpers(model, SMALL_CIFAR, stages)
+    check_final_norm(model, stages)
+    check_analysis(model, stages)
 
 
 def test_headless_and_any_size_models_record_the_same_stages():
@@ -203,6 +255,38 @@ def test_helpers_read_a_network_nested_in_a_wrapper_and_carry_preprocessing():
     assert [w.path for w in wrapper.trainable_weights] == ["mine/kernel", "mine/bias"]
 
 
+def test_analysis_reads_a_network_nested_in_a_wrapper():
+    keras.utils.set_random_seed(0)
+    backbone = keras_resnets.CifarResNet(8, include_top=False, input_shape=(8, 8, 3))
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D(name="my_pool")(backbone(inputs))
+    # As the trainer wraps a transferred model: a Network with no record of its own.
+    wrapper = keras_resnets.Network(
+        inputs, keras.layers.Dense(3, name="mine")(pooled), name="wrapper"
+    )
+    assert wrapper.feature_info == [] and wrapper.final_norm is None
+    found = analysis.find_blocks(wrapper)
+    assert [(b.name, b.stage) for b in found] == [
+        (b.name, b.stage) for b in analysis.find_blocks(backbone)
+    ]
+    assert [(b.stage, b.downsampling) for b in found] == [
+        ("stage1", False),
+        ("stage2", True),
+        ("stage3", True),
+    ]
+    x = np.random.default_rng(0).random((3, 8, 8, 3)).astype("float32")
+    lesioned = analysis.lesioned_model(wrapper, remove=["stage2_block1"])
+    features = analysis.lesioned_model(backbone, remove=["stage2_block1"])(x, training=False)
+    head = wrapper.get_layer("mine")(wrapper.get_layer("my_pool")(features))
+    np.testing.assert_allclose(np.asarray(lesioned(x, training=False)), np.asarray(head), atol=1e-6)
+    assert not np.allclose(np.asarray(head), np.asarray(wrapper(x, training=False)), atol=1e-4)
+    gated, gates = analysis.gated_model(wrapper)
+    assert list(gates) == [b.name for b in found]
+    np.testing.assert_allclose(
+        np.asarray(gated(x, training=False)), np.asarray(wrapper(x, training=False)), atol=1e-6
+    )
+
+
 def test_a_model_without_feature_info_gets_an_error_naming_it():
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, name="stage1_block1_out")(inputs)  # named like ours
@@ -212,6 +296,9 @@ def test_a_model_without_feature_info_gets_an_error_naming_it():
         keras_resnets.feature_extractor,
         keras_resnets.freeze,
         lambda m: keras_resnets.replace_head(m, 3),
+        analysis.find_blocks,
+        analysis.lesioned_model,
+        analysis.gated_model,
     ):
         with pytest.raises(ValueError, match="'handmade' carries no `feature_info`"):
             helper(model)
@@ -288,3 +375,25 @@ def test_helpers_and_dtype_policies_on_every_backend(key, policy):
         check_probabilities(rebuilt)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def test_a_model_saved_before_final_norm_was_recorded_still_loads(tmp_path):
+    """A `.keras` file whose config has no `final_norm` loads; the name is found in the graph."""
+    import zipfile
+
+    model = keras_resnets.CifarDenseNet(10, growth_rate=4, input_shape=(8, 8, 3), classes=3)
+    path = tmp_path / "new.keras"
+    model.save(path)
+    old = tmp_path / "old.keras"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                assert config["config"].pop("final_norm") == "final_bn"
+                data = json.dumps(config).encode()
+            target.writestr(item, data)
+    loaded = keras.models.load_model(old)
+    assert loaded.final_norm == "final_bn"
+    assert loaded.feature_info == model.feature_info
+    assert "final_norm" not in json.loads(zipfile.ZipFile(old).read("config.json"))["config"]

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import trainable_count
+from model_checks import check_keras_round_trip
 
 import keras_resnets
 from keras_resnets import blocks
@@ -127,11 +128,7 @@ def test_highway_keras_round_trip(tmp_path, coupled):
     model = keras_resnets.CifarHighwayNet(depth=8, coupled=coupled)
     model.set_weights([_rand(*w.shape, seed=i) * 0.3 + 1 for i, w in enumerate(model.weights)])
     x = np.random.default_rng(3).random((2, 32, 32, 3), dtype=np.float32)
-    expected = model.predict(x, verbose=0)
-    path = tmp_path / "highway.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    loaded = check_keras_round_trip(model, x, tmp_path / "highway.keras")
     gate = loaded.get_layer("stage1_block1_gate")
     assert isinstance(gate, Highway) and gate.coupled is coupled and gate.kernel_size == 3
     layer = Highway(coupled=False, transform_gate=False, carry_bias=2.0, kernel_size=3)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import trainable_count
+from model_checks import check_keras_round_trip, check_reference_count, registry_param
 
 import keras_resnets
 from keras_resnets import blocks
@@ -22,15 +23,9 @@ REFERENCE = {
 }
 
 
-def _param(name):
-    marks = [pytest.mark.slow] if model_info(name).slow else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in REFERENCE])
+@pytest.mark.parametrize("name", [registry_param(n) for n in REFERENCE])
 def test_reference_counts(built_model, name):
-    assert trainable_count(built_model(name)) == REFERENCE[name]
-    assert model_info(name).num_params == REFERENCE[name]
+    check_reference_count(built_model, name, REFERENCE)
 
 
 @pytest.mark.slow
@@ -382,11 +377,7 @@ def test_keras_round_trip(tmp_path, options):
     model = keras_resnets.CifarResNet(depth, **options)
     _randomize(model, seed=5)
     x = np.random.default_rng(6).random((2, 32, 32, 3), dtype=np.float32)
-    expected = model.predict(x, verbose=0)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    loaded = check_keras_round_trip(model, x, tmp_path / "model.keras")
     assert _layer_signature(loaded) == _layer_signature(model)
 
 

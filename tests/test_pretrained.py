@@ -150,12 +150,17 @@ def test_offline_error_names_url_and_cache_path(cache, small_pretrained):
     assert os.listdir(cache) == []
 
 
-def test_file_placed_by_hand_is_used(cache, small_pretrained):
+def _placed_by_hand(cache, small_pretrained):
+    """Register the small checkpoint at an unreachable URL and put its file in the cache."""
     builder, register = small_pretrained
     entry = register("tv_in1k", "https://unreachable.invalid/x.safetensors", None)
     cache.mkdir(parents=True)
     (cache / entry.checkpoint_name).write_bytes(open(fixture_path(FIXTURE), "rb").read())
-    data = golden(FIXTURE)
+    return builder, golden(FIXTURE)
+
+
+def test_file_placed_by_hand_is_used(cache, small_pretrained):
+    builder, data = _placed_by_hand(cache, small_pretrained)
     assert max_error(builder(weights="imagenet"), data["x"], data["logits"]) < TOLERANCE
 
 
@@ -243,11 +248,7 @@ def test_converted_weights_equal_direct_conversion(server, cache, small_pretrain
 
 def test_pretrained_weights_load_into_a_stochastic_depth_model(cache, small_pretrained):
     """The flat checkpoint fills the nested branches; inverted scaling gives the same logits."""
-    builder, register = small_pretrained
-    entry = register("tv_in1k", "https://unreachable.invalid/x.safetensors", None)
-    cache.mkdir(parents=True)
-    (cache / entry.checkpoint_name).write_bytes(open(fixture_path(FIXTURE), "rb").read())
-    data = golden(FIXTURE)
+    builder, data = _placed_by_hand(cache, small_pretrained)
     model = builder(weights="imagenet", drop_path_rate=0.2, stochastic_depth_scale="train")
     gates = [la for la in model.layers if isinstance(la, keras_resnets.StochasticDepth)]
     assert gates

@@ -10,6 +10,7 @@ import inspect
 
 import pytest
 from conftest import trainable_count
+from model_checks import registry_param
 
 import keras_resnets
 from keras_resnets.models import resnet
@@ -17,12 +18,7 @@ from keras_resnets.models.registry import Row, model_info, register_rows, unregi
 from training import tune
 
 
-def _param(name):
-    marks = [pytest.mark.slow] if model_info(name).slow else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in keras_resnets.list_models()])
+@pytest.mark.parametrize("name", [registry_param(n) for n in keras_resnets.list_models()])
 def test_registered_count_is_exact(built_model, name):
     info = model_info(name)
     model = built_model(name)

@@ -6,9 +6,14 @@ import keras
 import numpy as np
 import pytest
 from conftest import trainable_count
+from model_checks import (
+    check_forward,
+    check_keras_round_trip,
+    check_reference_count,
+    registry_param,
+)
 
 import keras_resnets
-from keras_resnets.models.registry import model_info
 
 # Straight from ../shared/REFERENCE.md (torchvision num_params / He et al.).
 REFERENCE = {
@@ -36,15 +41,9 @@ CIFAR_MODELS = [f"ResNet{d}" for d in (20, 32, 44, 56, 110)] + [
 ]
 
 
-def _param(name):
-    marks = [pytest.mark.slow] if model_info(name).slow else []
-    return pytest.param(name, marks=marks, id=name)
-
-
-@pytest.mark.parametrize("name", [_param(n) for n in REFERENCE])
+@pytest.mark.parametrize("name", [registry_param(n) for n in REFERENCE])
 def test_reference_counts(built_model, name):
-    assert trainable_count(built_model(name)) == REFERENCE[name]
-    assert model_info(name).num_params == REFERENCE[name]
+    check_reference_count(built_model, name, REFERENCE)
 
 
 @pytest.mark.parametrize("name", sorted(OPTION_B))
@@ -79,20 +78,12 @@ def test_plain_nets_have_the_same_layers_without_shortcuts():
 
 @pytest.mark.parametrize("name", CIFAR_MODELS)
 def test_cifar_forward(built_model, name):
-    model = built_model(name)
-    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
-    y = model(x, training=False)
-    assert y.shape == (2, 10)
-    np.testing.assert_allclose(np.sum(y, axis=1), 1.0, rtol=1e-5)
+    check_forward(built_model(name), batch=2, size=32, classes=10)
 
 
 @pytest.mark.parametrize("name", ["ResNet18", "ResNet50"])
 def test_imagenet_forward(built_model, name):
-    model = built_model(name)
-    x = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32)
-    y = model(x, training=False)
-    assert y.shape == (1, 1000)
-    np.testing.assert_allclose(np.sum(y, axis=1), 1.0, rtol=1e-5)
+    check_forward(built_model(name), batch=1, size=224, classes=1000)
 
 
 def test_stable_layer_names(built_model):
@@ -143,11 +134,7 @@ def test_zero_pad_shortcut_values():
 def test_keras_round_trip(tmp_path, shortcut):
     model = keras_resnets.ResNet20(shortcut=shortcut)
     x = np.random.default_rng(1).random((3, 32, 32, 3), dtype=np.float32)
-    expected = model.predict(x, verbose=0)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded.predict(x, verbose=0), expected)
+    loaded = check_keras_round_trip(model, x, tmp_path / "model.keras")
     kinds = {type(layer).__name__ for layer in loaded.layers}
     assert ("ZeroPadShortcut" in kinds) == (shortcut == "zero_pad")
 

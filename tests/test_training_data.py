@@ -56,14 +56,7 @@ def test_training_stream_is_a_permutation_per_epoch_and_resumes_exactly():
 
 
 def _write_folder(root, bad: bool):
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 6), ("val", 2)):
-        for cls in ("cat", "dog"):
-            d = root / split / cls
-            d.mkdir(parents=True)
-            for i in range(count):
-                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
-                (d / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    _png_folder(root, {"train": 6, "val": 2}, shape=(40, 48, 3), seed=0)
     if bad:
         (root / "train" / "dog" / "broken.jpg").write_bytes(b"not a jpeg at all")
     return root
@@ -110,15 +103,15 @@ def test_tfds_sources_with_mock_data():
         assert sum(len(b[1]) for b in evaluation) == stream.test.size
 
 
-def _png_folder(root, layout: dict[str, int]):
-    """`root/<split>/<class>/<i>.png` with `layout[split]` images per class."""
-    rng = np.random.default_rng(1)
+def _png_folder(root, layout: dict[str, int], shape=(8, 8, 3), seed: int = 1):
+    """`root/<split>/<class>/<i>.png` with `layout[split]` random images per class."""
+    rng = np.random.default_rng(seed)
     for split, count in layout.items():
         for cls in ("cat", "dog"):
             d = root / split / cls
             d.mkdir(parents=True)
             for i in range(count):
-                pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+                pixels = rng.integers(0, 255, shape, dtype=np.uint8)
                 (d / f"{i}.png").write_bytes(tf.io.encode_png(pixels).numpy())
     return root
 

@@ -130,6 +130,17 @@ def _point_builder_at(monkeypatch, kind: str, url: str, archive_path: str, check
     monkeypatch.setattr(cls, "url_infos", {url: url_info})
 
 
+@contextlib.contextmanager
+def _served_cifar(kind: str, tmp_path, monkeypatch, per_file: int):
+    """Serve a written CIFAR archive on loopback with TFDS pointed at it; yields its examples."""
+    served = tmp_path / "served"
+    served.mkdir()
+    archive, expected = _write_cifar(kind, served, per_file=per_file)
+    with _serve(served) as base:
+        _point_builder_at(monkeypatch, kind, f"{base}/{archive}", str(served / archive))
+        yield expected
+
+
 @pytest.fixture
 def loopback_network(monkeypatch):
     """Loopback only: no proxy, no GCS, and any other connection refused."""
@@ -167,12 +178,8 @@ def test_tfds_prepare_path_imports_on_this_install(tmp_path):
 def test_cifar_download_and_prepare_from_a_local_server(
     kind, tmp_path, monkeypatch, loopback_network, capsys
 ):
-    served = tmp_path / "served"
-    served.mkdir()
-    archive, expected = _write_cifar(kind, served, per_file=6)
     data_dir = tmp_path / "tfds"
-    with _serve(served) as base:
-        _point_builder_at(monkeypatch, kind, f"{base}/{archive}", str(served / archive))
+    with _served_cifar(kind, tmp_path, monkeypatch, per_file=6) as expected:
         source = data_lib.load_source({"dataset": kind, "data_dir": str(data_dir)})
     # The real archive went through download, checksum, extraction and
     # generation: the prepared examples are exactly the ones written.
@@ -229,12 +236,8 @@ def test_cifar_recipe_trains_one_epoch_on_prepared_data(
 ):
     from training.train import run
 
-    served = tmp_path / "served"
-    served.mkdir()
-    archive, expected = _write_cifar(kind, served, per_file=8)
     data_dir = tmp_path / "tfds"
-    with _serve(served) as base:
-        _point_builder_at(monkeypatch, kind, f"{base}/{archive}", str(served / archive))
+    with _served_cifar(kind, tmp_path, monkeypatch, per_file=8) as expected:
         result = run(
             recipe,
             epochs=1,

@@ -9,7 +9,10 @@
   carry the gradient.
 - `survival_schedule`: the stochastic-depth survival probabilities.
 - `find_blocks` / `rebuild`: the block discovery and graph rebuilding they
-  share, by layer name, on any model of this package.
+  share, on any model of this package (or one nesting it): blocks are found
+  in the stages the model recorded (`feature_info`), with their stage and
+  whether they downsample; a model without `feature_info` is refused with a
+  `ValueError` naming it.
 
 The command line (`python -m keras_resnets.analysis --help`) runs each
 experiment on the built-in digits data and writes a PNG and the numbers
@@ -24,8 +27,9 @@ from keras_resnets.analysis.gradients import (
     gradient_norms,
     path_length_distribution,
 )
-from keras_resnets.analysis.graph import Block, find_blocks, rebuild
+from keras_resnets.analysis.graph import Block, find_blocks
 from keras_resnets.analysis.lesion import error_rate, lesion_study, lesioned_model
+from keras_resnets.analysis.rebuild import rebuild
 from keras_resnets.analysis.schedule import expected_depth, survival_schedule
 
 __all__ = [

@@ -57,6 +57,18 @@ def write_outputs(output_dir: str, stem: str, rows: list[dict], payload) -> list
     return [csv_path, json_path]
 
 
+def _publish(args, stem: str, rows: list[dict], payload, plot, plotted, **plot_options) -> str:
+    """Plot `plotted` to `<stem>.png`, write `<stem>.csv`/`.json`, print the table.
+
+    Returns:
+        The PNG's path.
+    """
+    png = plot(plotted, os.path.join(args.output_dir, f"{stem}.png"), **plot_options)
+    write_outputs(args.output_dir, stem, rows, payload)
+    print_table(rows)
+    return png
+
+
 def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
     """Print rows as an aligned text table (floats with 4 significant digits)."""
     if not rows:
@@ -176,13 +188,16 @@ def cmd_gradients(args) -> int:
             }
         )
     state = f"after {args.epochs} epochs on digits" if args.epochs else "at initialisation"
-    png = plot_gradient_norms(
+    payload = {"state": state, "norms": norms}
+    png = _publish(
+        args,
+        "gradients",
+        rows,
+        payload,
+        plot_gradient_norms,
         norms,
-        os.path.join(args.output_dir, "gradients.png"),
         title=f"Gradient norm per layer, {state}",
     )
-    write_outputs(args.output_dir, "gradients", rows, {"state": state, "norms": norms})
-    print_table(rows)
     print(f"wrote {png}")
     return 0
 
@@ -273,18 +288,21 @@ def cmd_lesion(args) -> int:
                 {
                     "model": result["model"],
                     "deleted": entry["block"],
+                    "stage": entry["stage"],
                     "downsampling": entry["downsampling"],
                     "error": entry["error"],
                     "baseline_error": result["baseline_error"],
                 }
             )
-    png = plot_lesion(
+    png = _publish(
+        args,
+        "lesion",
+        rows,
         results,
-        os.path.join(args.output_dir, "lesion.png"),
+        plot_lesion,
+        results,
         title=f"Lesion study on {len(test[0])} held-out digits",
     )
-    write_outputs(args.output_dir, "lesion", rows, results)
-    print_table(rows)
     for result in results:
         for entry in result["deletions"]:
             print(f"{result['model']}: {entry['k']} blocks deleted, mean error {entry['mean']:.4f}")
@@ -316,13 +334,15 @@ def cmd_paths(args) -> int:
         dict(zip(keys, values, strict=True))
         for values in zip(*(result[k] for k in keys), strict=True)
     ]
-    png = plot_paths(
+    png = _publish(
+        args,
+        "paths",
+        rows,
         result,
-        os.path.join(args.output_dir, "paths.png"),
+        plot_paths,
+        result,
         title=f"{model.name}: residual networks as ensembles of paths",
     )
-    write_outputs(args.output_dir, "paths", rows, result)
-    print_table(rows)
     low, high = result["effective_range"]
     print(
         f"{model.name}: {100 * result['held_out_error']:.2f}% error on {len(x_test)} held-out digits"
@@ -365,9 +385,7 @@ def cmd_schedule(args) -> int:
                     "expected_blocks": expected_depth(probabilities),
                 }
             )
-    png = plot_schedule(schedules, os.path.join(args.output_dir, "schedule.png"))
-    write_outputs(args.output_dir, "schedule", rows, schedules)
-    print_table(rows)
+    png = _publish(args, "schedule", rows, schedules, plot_schedule, schedules)
     print(f"wrote {png}")
     return 0
 

@@ -14,7 +14,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_resnets.analysis.graph import find_blocks, rebuild
+from keras_resnets.analysis.graph import find_blocks
+from keras_resnets.analysis.rebuild import rebuild
 from keras_resnets.utils import check_int
 
 
@@ -195,7 +196,8 @@ def gated_model(model: keras.Model) -> tuple[keras.Model, dict[str, PathGate]]:
     """A copy of `model` with a `PathGate` before each residual merge.
 
     Args:
-        model: a functional model with residual blocks (`{block}_add`).
+        model: a keras_resnets model (or one nesting it) with residual
+            blocks (`{block}_add`) in its recorded stages (`find_blocks`).
 
     Returns:
         `(gated, gates)`: the new model (same weights, same outputs) and its
@@ -248,7 +250,8 @@ def gradient_by_path_length(
     merge (`gated_model`); the model's code is not touched.
 
     Args:
-        model: a functional model with residual blocks (`{block}_add`).
+        model: a keras_resnets model (or one nesting it) with residual
+            blocks (`{block}_add`) in its recorded stages (`find_blocks`).
         batch: `(images, labels)` with integer labels.
         samples: paths sampled per length; where C(n, k) <= samples every
             path of length k is measured (exact, no sampling).

@@ -1,41 +1,54 @@
-"""Find the residual blocks of a functional model by name and rebuild its graph.
+"""Find the blocks of a keras_resnets model in its graph.
 
-Every analysis works on the model's functional graph, never on its code:
+Every analysis works on the model's functional graph, never on its code, and
+reads the structure its builder recorded (`Network.feature_info`: the stem
+and each stage, with the layer that ends it, its channels and reduction):
 
-- `find_blocks(model)` finds the residual blocks by their `{block}_add`
-  layers (and, in plain networks, the blocks by their `{block}_out` layers)
-  and walks the graph from there to tell the branch from the shortcut and
-  to find each block's input and output tensors.
-- `rebuild(model, ...)` replays the graph layer by layer into a fresh
-  `keras.Model` (new layer objects holding copies of the weights), with
-  branches removed, blocks reordered or a gate put on each branch. The
-  original model is never modified: calling its layers on new symbolic
-  tensors would add nodes to them, so every layer is copied first.
+- `find_blocks(model)` looks for blocks inside the recorded stages only: a
+  residual block is a merge layer named `{block}_add` (the layer-name
+  contract of every residual family), a block of a plain network a layer
+  named `{block}_out`; the graph around the merge tells the branch from the
+  shortcut and gives each block's input and output tensors. Each block's
+  stage, and whether it downsamples (the first block of a stage whose
+  recorded reduction or channels differ from the previous entry's), come
+  from `feature_info`. A model without `feature_info` gets a `ValueError`
+  naming it.
+- `rebuild(model, ...)` (in `analysis.rebuild`) replays the graph into a
+  fresh model, with blocks removed, reordered or gated.
+
+`find_blocks` works on a `Network` or on a model nesting one as a layer (a
+backbone with a new head, say): the nested network's blocks are returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 
 import keras
 
-_ADD = re.compile(r"^(?P<block>.+)_add$")
-_OUT = re.compile(r"^(?P<block>.+)_out$")
+from keras_resnets.models.network import Network, recorded_network
+
+ADD_SUFFIX = "_add"  # a residual block's merge: `{block}_add`
+OUT_SUFFIX = "_out"  # a plain block's last layer: `{block}_out`
 
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """One block of a network, found from its layer names.
+    """One block of a network, found inside its recorded stages.
 
     Attributes:
         name: the block's layer-name prefix, e.g. `"stage2_block3"`.
         residual: True for a residual block (`{name}_add` merges a branch
             and a shortcut); False for a block of a plain network.
-        input: the block's input tensor in the model's graph.
+        input: the block's input tensor in the network's graph.
         output: the block's output tensor (after the post-merge layers such
             as `{name}_out`).
+        stage: the name of the recorded stage (`feature_info`) that holds
+            the block, e.g. `"stage2"`.
+        downsampling: True for the first block of a stage whose recorded
+            reduction or channels differ from the previous entry's (the
+            stem's or the previous stage's): the block that changes the shape.
         branch: the residual branch's tensor entering `{name}_add` (None
             for plain blocks).
         shortcut: the shortcut's tensor entering `{name}_add` (None for
@@ -57,11 +70,8 @@ class Block:
     identity_shortcut: bool = False
     same_shape: bool = False
     owns_branch: bool = False
-
-    @property
-    def downsampling(self) -> bool:
-        """True when the block changes the shape (stride or channels)."""
-        return not self.same_shape
+    stage: str | None = None
+    downsampling: bool = False
 
     @property
     def removable(self) -> bool:
@@ -89,6 +99,8 @@ class _Graph:
             )
         self.model = model
         self.input = model.inputs[0]
+        history = getattr(self.input, "_keras_history", None)
+        self.input_layer_name = None if history is None else history.operation.name
         self.output = model.outputs[0]
         self.layers: list = []
         self.index: dict[str, int] = {}
@@ -104,14 +116,35 @@ class _Graph:
                 )
             self.index[layer.name] = len(self.layers)
             self.layers.append(layer)
-            for tensor in keras.tree.flatten(layer.output):
+            for tensor in keras.tree.flatten(self.call_output(layer)):
                 self.producer[id(tensor)] = layer
             for tensor in self.inputs_of(layer):
                 self.consumers.setdefault(id(tensor), []).append(layer)
 
     @staticmethod
-    def inputs_of(layer) -> list:
-        return keras.tree.flatten(layer.input)
+    def _called(layer, side: str):
+        """The `side` ("input" or "output") of `layer`'s one call in this graph.
+
+        A nested model's own `.input` and `.output` are its inner tensors, not
+        those of the call; its node holds those.
+        """
+        if not isinstance(layer, keras.Model):
+            return getattr(layer, side)
+        node = layer._inbound_nodes[0]
+        tensors = node.input_tensors if side == "input" else node.output_tensors
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+    @classmethod
+    def call_input(cls, layer):
+        return cls._called(layer, "input")
+
+    @classmethod
+    def call_output(cls, layer):
+        return cls._called(layer, "output")
+
+    @classmethod
+    def inputs_of(cls, layer) -> list:
+        return keras.tree.flatten(cls.call_input(layer))
 
     def producer_name(self, tensor) -> str | None:
         layer = self.producer.get(id(tensor))
@@ -146,14 +179,6 @@ def _owns_branch(layer) -> bool:
     )
 
 
-def _owned_branch_output(merge, x):
-    """The branch term a branch-owning merge adds at inference (scaled by p for scale="test")."""
-    y = merge.branch(x, training=False)
-    if getattr(merge, "scale", "test") == "test" and merge.survival_probability != 1.0:
-        y = keras.layers.Rescaling(merge.survival_probability, name=f"{merge.name}_test_scale")(y)
-    return y
-
-
 def _walk_out(graph: _Graph, tensor, prefix: str):
     """Follow single-consumer layers named `{prefix}_*` after the merge."""
     while True:
@@ -184,38 +209,97 @@ def _block_input(graph: _Graph, tensor, prefix: str):
     return next(iter(outside.values()))
 
 
-def find_blocks(model: keras.Model) -> list[Block]:
-    """Find the residual blocks (or the plain blocks) of a model by layer name.
+def _stage_spans(graph: _Graph, network: Network) -> list[tuple[dict, dict | None, int]]:
+    """Each recorded stage with the entry before it and the index of its last layer.
 
-    Residual blocks are found from their merge layers, `keras.layers.Add`
-    layers named `{block}_add` with two inputs: the input whose layer is
-    outside the block (identity shortcut) or has `shortcut` in its name is
-    the shortcut, the other is the branch. This holds for every residual
-    family of keras_resnets (ResNet v1, pre-activation, ResNeXt, Wide ResNet,
-    stochastic depth, whose branch may be wrapped in a sub-model). In a model
-    with no residual blocks, the blocks of a plain network are found from
-    their `{block}_out` layers.
+    The stem's layer may be the input layer (index -1).
+    """
+    spans, previous = [], None
+    for entry in network.feature_info:
+        index = graph.index.get(entry["layer"], -1)
+        if entry["layer"] not in graph.index and entry["layer"] != graph.input_layer_name:
+            raise ValueError(
+                f"Model {network.name!r} records stage {entry['name']!r} as ending at layer "
+                f"{entry['layer']!r}, which is not in its graph."
+            )
+        if entry["name"] != "stem":
+            spans.append((entry, previous, index))
+        previous = entry
+    if not spans:
+        raise ValueError(f"Model {network.name!r} records no stages in its `feature_info`.")
+    return spans
+
+
+def _in_stages(graph: _Graph, blocks: list[Block], network: Network) -> list[Block]:
+    """The blocks inside the recorded stages, each with its stage and downsampling flag."""
+    spans = _stage_spans(graph, network)
+    first = spans[0][1]
+    start = -1 if first is None else graph.index.get(first["layer"], -1)
+    placed, seen_stages = [], set()
+    for block in blocks:
+        end = graph.index[graph.producer_name(block.output)]
+        if end <= start:
+            continue  # in the stem
+        span = next(((e, p) for e, p, last in spans if end <= last), None)
+        if span is None:
+            continue  # after the last stage (the head)
+        entry, previous = span
+        downsampling = False
+        if entry["name"] not in seen_stages:
+            seen_stages.add(entry["name"])
+            before = (
+                (1, int(graph.input.shape[-1]))
+                if previous is None
+                else (
+                    previous["reduction"],
+                    previous["channels"],
+                )
+            )
+            downsampling = (entry["reduction"], entry["channels"]) != before
+        placed.append(dataclasses.replace(block, stage=entry["name"], downsampling=downsampling))
+    return placed
+
+
+def find_blocks(model: keras.Model) -> list[Block]:
+    """Find the residual blocks (or the plain blocks) in the recorded stages of a model.
+
+    The stages come from the model's `feature_info` (recorded by its
+    builder); blocks are looked for between the stem and the end of the
+    last stage. Residual blocks are found from their merge layers,
+    `keras.layers.Add` layers named `{block}_add` with two inputs: the input
+    whose layer is outside the block (identity shortcut) or has `shortcut`
+    in its name is the shortcut, the other is the branch. This holds for
+    every residual family of keras_resnets (ResNet v1, pre-activation,
+    ResNeXt, Wide ResNet, stochastic depth, whose branch may be wrapped in a
+    sub-model). In a model with no residual blocks, the blocks of a plain
+    network (Plain, Highway) are found from their `{block}_out` layers.
 
     Args:
-        model: a functional `keras.Model`.
+        model: a `Network` built by keras_resnets, or a model nesting one as
+            a layer (the nested network's blocks are returned).
 
     Returns:
-        The blocks in graph order.
+        The blocks in graph order, each with its `stage` and `downsampling`
+        flag read from `feature_info`.
 
     Raises:
-        ValueError: the model has no blocks named this way, or a layer named
-            `{block}_add` is not an `Add` of one branch and one shortcut.
+        TypeError: `model` is not a keras.Model.
+        ValueError: the model carries no `feature_info` (the message names
+            it), has no blocks named this way in its stages (DenseNet), or a
+            layer named `{block}_add` is not an `Add` of one branch and one
+            shortcut.
 
     Example:
         >>> blocks = find_blocks(keras_resnets.ResNet20())
-        >>> [b.name for b in blocks][:2]
-        ['stage1_block1', 'stage1_block2']
+        >>> [(b.name, b.stage) for b in blocks][:2]
+        [('stage1_block1', 'stage1'), ('stage1_block2', 'stage1')]
     """
-    graph = _Graph(model)
+    network = recorded_network(model)
+    graph = _Graph(network)
     found = []
-    merges = [layer for layer in graph.layers if _ADD.match(layer.name)]
+    merges = [layer for layer in graph.layers if layer.name.endswith(ADD_SUFFIX)]
     for layer in merges:
-        prefix = _ADD.match(layer.name)["block"]
+        prefix = layer.name[: -len(ADD_SUFFIX)]
         inputs = graph.inputs_of(layer)
         if _owns_branch(layer):
             # StochasticDepth(branch)(x) or (...)([x, shortcut]): x feeds the branch.
@@ -260,10 +344,9 @@ def find_blocks(model: keras.Model) -> list[Block]:
         )
     if not merges:
         for layer in graph.layers:
-            match = _OUT.match(layer.name)
-            if not match:
+            if not layer.name.endswith(OUT_SUFFIX):
                 continue
-            prefix = match["block"]
+            prefix = layer.name[: -len(OUT_SUFFIX)]
             output = keras.tree.flatten(layer.output)[0]
             block_input = _block_input(graph, output, prefix)
             found.append(
@@ -275,200 +358,11 @@ def find_blocks(model: keras.Model) -> list[Block]:
                     same_shape=tuple(block_input.shape) == tuple(output.shape),
                 )
             )
+    found = _in_stages(graph, found, network)
     if not found:
         raise ValueError(
             f"Model {model.name!r} has no blocks named `{{block}}_add` (residual) or "
-            "`{block}_out` (plain); the analysis tools find blocks by these layer names."
+            "`{block}_out` (plain) in its recorded stages; the analysis tools find blocks "
+            "by these layer names."
         )
     return found
-
-
-def _resolve_names(blocks: Sequence[Block], names: Iterable[str], argument: str) -> list[Block]:
-    by_name = {b.name: b for b in blocks}
-    if isinstance(names, str):
-        names = [names]
-    chosen = []
-    for name in names:
-        if name not in by_name:
-            listed = ", ".join(by_name)
-            raise ValueError(f"Unknown block {name!r} in `{argument}`; the blocks are: {listed}.")
-        chosen.append(by_name[name])
-    return chosen
-
-
-def _copy_layer(layer):
-    """A new layer object with the same configuration (weights copied after build)."""
-    if isinstance(layer, keras.Model):
-        return keras.models.clone_model(layer)
-    return layer.__class__.from_config(layer.get_config())
-
-
-def rebuild(
-    model: keras.Model,
-    *,
-    remove: Iterable[str] = (),
-    order: Sequence[str] | None = None,
-    wrap_merge: Callable | None = None,
-    name: str | None = None,
-) -> keras.Model:
-    """Rebuild `model` as a fresh functional model, optionally lesioned.
-
-    Every layer is copied (same configuration, same weights), so the result
-    shares nothing with `model` and `model` is left untouched.
-
-    Args:
-        model: a functional `keras.Model` with blocks `find_blocks` finds.
-        remove: names of blocks to delete. A residual block keeps its
-            shortcut and what follows the merge (`{block}_out`): its output
-            becomes `out(shortcut(x))`. A plain block is replaced by the
-            identity, which needs equal input and output shapes.
-        order: the blocks in the order to run them (a permutation of the
-            block names); a block may only move to a position whose input and
-            output shapes match its own. None keeps the graph's order.
-        wrap_merge: `wrap_merge(block, merge_layer, shortcut, branch) ->
-            tensor` replaces the call of each residual block's merge layer
-            (used to put a gate on the branch). A merge that owns its branch
-            (stochastic depth) is unfolded into its inference-time form,
-            `Add([shortcut, p * branch(x)])`, so the result is for inference.
-        name: name of the new model (default `"{model.name}_rebuilt"`).
-
-    Returns:
-        A new functional `keras.Model`.
-
-    Raises:
-        ValueError: unknown block names, a plain block whose shape changes,
-            or an order that is not a shape-compatible permutation of a chain.
-
-    Example:
-        >>> model = keras_resnets.ResNet20()
-        >>> lesioned = rebuild(model, remove=["stage1_block2"])
-    """
-    graph = _Graph(model)
-    blocks = find_blocks(model)
-    removed = {b.name for b in _resolve_names(blocks, remove, "remove")}
-    for block in blocks:
-        if block.name in removed and not block.removable:
-            raise ValueError(
-                f"Block {block.name!r} of plain model {model.name!r} changes the shape "
-                f"from {tuple(block.input.shape)} to {tuple(block.output.shape)}, so it "
-                "cannot be removed; remove only blocks with equal input and output shapes."
-            )
-    by_add = {b.add_layer: b for b in blocks if b.residual}
-
-    copies: dict[str, object] = {}
-
-    def call(layer, args):
-        if layer.name not in copies:
-            copies[layer.name] = _copy_layer(layer)
-        copy = copies[layer.name]
-        block = by_add.get(layer.name)
-        if block is not None and wrap_merge is not None:
-            if block.owns_branch:
-                values = keras.tree.flatten(args)
-                shortcut_value = values[-1]
-                branch_value = _owned_branch_output(copy, values[0])
-                merge = keras.layers.Add(name=f"{block.name}_add_unwrapped")
-                return wrap_merge(block, merge, shortcut_value, branch_value)
-            shortcut_value, branch_value = _split_merge_args(graph, layer, block, args)
-            return wrap_merge(block, copy, shortcut_value, branch_value)
-        return copy(args)
-
-    aliases: dict[int, object] = {}
-    for block in blocks:
-        if block.name not in removed:
-            continue
-        if block.residual:
-            add = graph.layers[graph.index[block.add_layer]]
-            aliases[id(keras.tree.flatten(add.output)[0])] = block.shortcut
-        else:
-            aliases[id(block.output)] = block.input
-
-    inputs = keras.Input(
-        shape=tuple(graph.input.shape[1:]), dtype=graph.input.dtype, name=graph.input.name
-    )
-    if order is None:
-        outputs = _evaluate(graph, graph.output, {id(graph.input): inputs}, aliases, call)
-    else:
-        outputs = _evaluate_in_order(graph, blocks, order, inputs, aliases, call)
-    new = keras.Model(inputs, outputs, name=name or f"{model.name}_rebuilt")
-    for layer_name, copy in copies.items():
-        original = graph.layers[graph.index[layer_name]]
-        if by_add.get(layer_name) is not None and by_add[layer_name].owns_branch:
-            if wrap_merge is not None:  # only the owned branch was called
-                copy.branch.set_weights(original.branch.get_weights())
-                continue
-        copy.set_weights(original.get_weights())
-    return new
-
-
-def _split_merge_args(graph: _Graph, layer, block: Block, args):
-    inputs = graph.inputs_of(layer)
-    values = keras.tree.flatten(args)
-    if inputs[0] is block.shortcut:
-        return values[0], values[1]
-    return values[1], values[0]
-
-
-def _evaluate(graph: _Graph, target, known: dict, aliases: dict, call: Callable):
-    """Compute `target` from `known` tensor values, replaying only the layers needed."""
-
-    def source(tensor):
-        while id(tensor) in aliases and id(tensor) not in known:
-            tensor = aliases[id(tensor)]
-        return tensor
-
-    needed: dict[str, object] = {}
-    stack = [target]
-    while stack:
-        tensor = source(stack.pop())
-        if id(tensor) in known:
-            continue
-        layer = graph.producer.get(id(tensor))
-        if layer is None:
-            raise ValueError(
-                f"Tensor {tensor.name!r} is not reachable from the given inputs; the "
-                "blocks do not form a chain the analysis tools can rebuild."
-            )
-        if layer.name in needed:
-            continue
-        needed[layer.name] = layer
-        stack.extend(graph.inputs_of(layer))
-
-    values = dict(known)
-    for layer in sorted(needed.values(), key=lambda lay: graph.index[lay.name]):
-        args = keras.tree.map_structure(lambda t: values[id(source(t))], layer.input)
-        result = call(layer, args)
-        for tensor, value in zip(
-            keras.tree.flatten(layer.output), keras.tree.flatten(result), strict=True
-        ):
-            values[id(tensor)] = value
-    return values[id(source(target))]
-
-
-def _evaluate_in_order(graph, blocks, order, inputs, aliases, call):
-    names = [b.name for b in blocks]
-    order = list(order)
-    if sorted(order) != sorted(names):
-        raise ValueError(f"`order` must be a permutation of the block names {names}, got {order}.")
-    for previous, block in zip(blocks, blocks[1:], strict=False):
-        if block.input is not previous.output:
-            raise ValueError(
-                f"Blocks {previous.name!r} and {block.name!r} are not chained (the second "
-                "does not read the first's output), so the blocks cannot be reordered."
-            )
-    by_name = {b.name: b for b in blocks}
-    for position, block_name in zip(blocks, order, strict=True):
-        moved = by_name[block_name]
-        same_in = tuple(moved.input.shape) == tuple(position.input.shape)
-        same_out = tuple(moved.output.shape) == tuple(position.output.shape)
-        if not (same_in and same_out):
-            raise ValueError(
-                f"Block {block_name!r} cannot run at the position of {position.name!r}: "
-                f"its shapes {tuple(moved.input.shape)} -> {tuple(moved.output.shape)} "
-                f"differ from {tuple(position.input.shape)} -> {tuple(position.output.shape)}."
-            )
-    x = _evaluate(graph, blocks[0].input, {id(graph.input): inputs}, aliases, call)
-    for block_name in order:
-        block = by_name[block_name]
-        x = _evaluate(graph, block.output, {id(block.input): x}, aliases, call)
-    return _evaluate(graph, graph.output, {id(blocks[-1].output): x}, aliases, call)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_resnets.analysis.graph import Block, find_blocks, rebuild
+from keras_resnets.analysis.graph import Block, find_blocks
+from keras_resnets.analysis.rebuild import rebuild
 from keras_resnets.utils import check_int
 
 
@@ -24,8 +25,8 @@ def lesioned_model(
     `model` itself is not modified.
 
     Args:
-        model: a functional model from this package (blocks are found by
-            name, see `find_blocks`).
+        model: a model from this package, or one nesting it (blocks are
+            found in its recorded stages, see `find_blocks`).
         remove: block names to delete, e.g. `["stage2_block3"]`.
         order: all block names in the order to run them (only blocks of
             equal input and output shapes may swap places).
@@ -116,11 +117,13 @@ def lesion_study(
     changes a trained ResNet's error (except at downsampling blocks), while
     deleting a layer of a plain network breaks it. For a plain model, every
     block whose input and output shapes are equal is deleted (replaced by the
-    identity). Each lesion is a fresh model with copies of the weights
+    identity). The downsampling blocks are the first blocks of the stages
+    whose recorded reduction or channels change (`find_blocks`). Each lesion is a fresh model with copies of the weights
     (`lesioned_model`); `model` is not modified.
 
     Args:
-        model: a trained functional classifier from this package.
+        model: a trained classifier from this package (or one nesting a
+            backbone from it); it must carry `feature_info`.
         dataset: `(images, labels)` (integer or one-hot labels) or an iterable
             of such batches; use held-out data.
         max_deletions: largest k for the random k-block deletions (default:
@@ -138,7 +141,8 @@ def lesion_study(
     Returns:
         A dict: `model`, `residual`, `baseline_error`, `single` (one entry
         per block: `block`, `downsampling`, `removable`, `error`, None where
-        not removable), `deletions` (per k: `k`, `errors`, `mean`, `std`) and
+        not removable; `stage` and `downsampling` as recorded in the model's
+        `feature_info`, see `find_blocks`), `deletions` (per k: `k`, `errors`, `mean`, `std`) and
         `swaps` (per number of swaps: `swaps`, `errors`, `mean`, `std`).
 
     Example:
@@ -162,6 +166,7 @@ def lesion_study(
         single.append(
             {
                 "block": block.name,
+                "stage": block.stage,
                 "downsampling": block.downsampling,
                 "removable": block.removable,
                 "error": error,

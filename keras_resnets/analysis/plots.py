@@ -100,6 +100,10 @@ def plot_degradation(histories: dict[str, dict], path: str, title: str = "") -> 
 def plot_lesion(results: list[dict], path: str, title: str = "") -> str:
     """Lesion-study figure: error per deleted block, error against k deletions.
 
+    The blocks are labelled `{stage}.{k}` and grey lines separate the
+    stages, both from the stages the model recorded (`lesion_study`'s
+    `stage` per block).
+
     Args:
         results: `lesion_study` results (one per model).
         path: the PNG to write.
@@ -134,7 +138,9 @@ def plot_lesion(results: list[dict], path: str, title: str = "") -> str:
             means = [100 * result["baseline_error"]] + [100 * d["mean"] for d in result["swaps"]]
             stds = [0.0] + [100 * d["std"] for d in result["swaps"]]
             axes[2].errorbar(ss, means, yerr=stds, marker="o", color=color, label=result["model"])
-    names = [s["block"].replace("stage", "s").replace("_block", "b") for s in results[0]["single"]]
+    names = _block_labels(results[0]["single"])
+    for j in _stage_starts(results[0]["single"])[1:]:
+        axes[0].axvline(j - 0.5 + width * (len(results) - 1) / 2, color="0.6", linewidth=0.8)
     axes[0].set_xticks(
         [j + width * (len(results) - 1) / 2 for j in range(len(names))], names, rotation=90
     )
@@ -154,6 +160,20 @@ def plot_lesion(results: list[dict], path: str, title: str = "") -> str:
     if title:
         fig.suptitle(title, y=1.03)
     return _save(fig, path)
+
+
+def _stage_starts(single: list[dict]) -> list[int]:
+    """Positions of the first block of each recorded stage."""
+    return [j for j, s in enumerate(single) if j == 0 or s["stage"] != single[j - 1]["stage"]]
+
+
+def _block_labels(single: list[dict]) -> list[str]:
+    """`{stage}.{k}`: the block's recorded stage and its position in it (from 1)."""
+    labels, counts = [], {}
+    for s in single:
+        counts[s["stage"]] = counts.get(s["stage"], 0) + 1
+        labels.append(f"{s['stage']}.{counts[s['stage']]}")
+    return labels
 
 
 def plot_paths(result: dict, path: str, title: str = "") -> str:
