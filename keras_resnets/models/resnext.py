@@ -151,8 +151,8 @@ _OPTIONS_DOC = """    cardinality: groups of each 3x3 convolution (default {card
         paths summed). Same function for the same weights; see
         `copy_form_weights`. Only "c" is practical for training.
     implementation: how the grouped convolutions compute: `"auto"`
-        (default: the global setting, itself "custom_gradient" on TensorFlow
-        without a GPU, "split" on JAX on the CPU and "native" otherwise),
+        (default: the global setting, itself
+        `keras_resnets.layers.grouped_conv.auto_implementation()`),
         `"native"`, `"split"` or `"custom_gradient"` (TensorFlow only). The
         weights are the same whichever is used.
     shortcut: `"projection"` (default) or `"all_projection"`.
