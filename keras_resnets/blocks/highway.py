@@ -31,10 +31,10 @@ def highway_layer(x, filters: int, *, strides: int, name: str, shortcut: str = "
     Returns:
         The layer's output tensor, produced by `{name}_out`.
     """
-    kind = shortcut_type(shortcut, x.shape[-1], filters, strides)
+    short_type = shortcut_type(shortcut, x.shape[-1], filters, strides)
     h = conv(x, filters, 3, strides=strides, name=f"{name}_conv1")
     h = batch_norm(h, name=f"{name}_bn1")
     h = relu(h, name=f"{name}_relu1")
-    carry = shortcut_path(x, filters, strides=strides, name=name, shortcut_type=kind)
+    carry = shortcut_path(x, filters, strides=strides, name=name, shortcut_type=short_type)
     y = Highway(name=f"{name}_gate", **gate)([h, carry])
     return keras.layers.Identity(name=f"{name}_out")(y)

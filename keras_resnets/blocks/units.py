@@ -19,18 +19,9 @@ from collections.abc import Callable
 
 import keras
 
+from keras_resnets.blocks import shortcuts
 from keras_resnets.blocks.conv_bn import batch_norm, conv, relu
 from keras_resnets.blocks.resnext import FORMS, path_branch
-from keras_resnets.blocks.shortcuts import (
-    ADDITIVE_VARIANTS,
-    GATE_BIAS,
-    SHORTCUT_VARIANTS,
-    SHORTCUTS,
-    merge,
-    residual_add,
-    shortcut_path,
-    shortcut_type,
-)
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
 from keras_resnets.utils import check_choice, check_fraction
 
@@ -98,7 +89,7 @@ class UnitConfig:
     unit: str = "original"
     shortcut: str = "projection"
     shortcut_variant: str = "identity"
-    gate_bias: float = GATE_BIAS
+    gate_bias: float = shortcuts.GATE_BIAS
     residual: bool = True
     expansion: int = 4
     groups: int = 1
@@ -110,8 +101,8 @@ class UnitConfig:
     def __post_init__(self):
         check_choice("block", self.block, ("basic", "bottleneck"))
         check_choice("unit", self.unit, UNITS)
-        check_choice("shortcut", self.shortcut, SHORTCUTS)
-        check_choice("shortcut_variant", self.shortcut_variant, SHORTCUT_VARIANTS)
+        check_choice("shortcut", self.shortcut, shortcuts.SHORTCUTS)
+        check_choice("shortcut_variant", self.shortcut_variant, shortcuts.SHORTCUT_VARIANTS)
         check_choice("form", self.form, FORMS)
         check_choice("implementation", self.implementation, IMPLEMENTATIONS)
         check_fraction("dropout_rate", self.dropout_rate, low=0.0, high=1.0)
@@ -140,8 +131,8 @@ class UnitConfig:
 
 
 def _apply(x, layers: tuple[str, ...], *, name: str, suffix: str):
-    for kind in layers:
-        x = (batch_norm if kind == "bn" else relu)(x, name=f"{name}_{kind}{suffix}")
+    for layer in layers:
+        x = (batch_norm if layer == "bn" else relu)(x, name=f"{name}_{layer}{suffix}")
     return x
 
 
@@ -250,11 +241,11 @@ def residual_sum(
     `ORDERINGS[config.unit].after_add` puts after it.
     """
     out_channels = config.out_channels(filters)
-    kind = None
+    short_type = None
     if config.residual:
-        kind = shortcut_type(config.shortcut, x.shape[-1], out_channels, strides)
+        short_type = shortcuts.shortcut_type(config.shortcut, x.shape[-1], out_channels, strides)
     preact = config.unit in PREACT_UNITS
-    shared = preact and preactivate and kind not in (None, "identity")
+    shared = preact and preactivate and short_type not in (None, "identity")
     if shared:
         x = preactivation(x, unit=config.unit, name=name, index=1)
     branch_fn = unit_branch(
@@ -272,29 +263,31 @@ def residual_sum(
             return wrap_branch(inner_branch, t, name)
 
     def shortcut_fn(t):
-        return shortcut_path(
+        return shortcuts.shortcut_path(
             t,
             out_channels,
             strides=strides,
             name=name,
-            shortcut_type=kind,
+            shortcut_type=short_type,
             variant=config.shortcut_variant,
             normalize=not preact,
         )
 
     if stochastic_depth is not None:
-        if not config.residual or config.shortcut_variant not in ADDITIVE_VARIANTS:
+        if not config.residual or config.shortcut_variant not in shortcuts.ADDITIVE_VARIANTS:
             raise ValueError(
                 "Stochastic depth drops a unit's branch and keeps its shortcut, so it "
                 f"needs a residual unit with an additive shortcut variant "
-                f"({', '.join(ADDITIVE_VARIANTS)}); got residual={config.residual}, "
+                f"({', '.join(shortcuts.ADDITIVE_VARIANTS)}); got residual={config.residual}, "
                 f"shortcut_variant={config.shortcut_variant!r} in {name!r}."
             )
-        return residual_add(x, branch_fn, shortcut_fn, name=name, stochastic_depth=stochastic_depth)
+        return shortcuts.residual_add(
+            x, branch_fn, shortcut_fn, name=name, stochastic_depth=stochastic_depth
+        )
     if not config.residual:
         return branch_fn(x)
     branch = branch_fn(x)
-    return merge(
+    return shortcuts.merge(
         branch,
         shortcut_fn(x),
         variant=config.shortcut_variant,
