@@ -40,20 +40,20 @@ def imagenet_stem(x, filters: int = 64):
     return keras.layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
 
 
-def cifar_stem(x, filters: int = 16, *, preact: bool = False):
+def cifar_stem(x, filters: int = 16, *, activate: bool = True):
     """3x3 convolution, BN, ReLU (He et al. 2015, CIFAR networks).
 
     Args:
         x: input tensor (NHWC).
         filters: channels of the convolution (default 16).
-        preact: True keeps the convolution alone (`stem_conv`): the first
+        activate: False keeps the convolution alone (`stem_conv`): the first
             pre-activation unit (or dense layer) activates it.
 
     Returns:
         The stem's output, `filters` channels at full resolution.
     """
     x = conv(x, filters, 3, name="stem_conv")
-    if not preact:
+    if activate:
         x = batch_norm(x, name="stem_bn")
         x = relu(x, name="stem_relu")
     return x

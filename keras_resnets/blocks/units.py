@@ -154,7 +154,7 @@ def unit_branch(
     name: str,
     config: UnitConfig | None = None,
     width: int | None = None,
-    preactivate_input: bool = True,
+    preactivate: bool = True,
     **options,
 ) -> Callable:
     """Return `branch(x)`, the residual function F of one unit, as one callable.
@@ -168,7 +168,7 @@ def unit_branch(
         name: layer name prefix.
         config: the network's `UnitConfig` (default: `UnitConfig(**options)`).
         width: channels of a bottleneck's 3x3 convolution (default `filters`).
-        preactivate_input: for pre-activation units, whether the branch
+        preactivate: for pre-activation units, whether the branch
             starts with the pre-activation (False when it is shared with the
             shortcut and applied before the split, or the input is already
             activated).
@@ -203,7 +203,7 @@ def unit_branch(
             )
         for index, (channels, kernel, stride, groups) in enumerate(plan, start=1):
             last = index == len(plan)
-            if index > 1 or preactivate_input:
+            if index > 1 or preactivate:
                 x = _apply(x, order.before, name=name, suffix=str(index))
             if last and config.dropout_rate:
                 x = keras.layers.Dropout(config.dropout_rate, name=f"{name}_dropout")(x)
@@ -244,8 +244,8 @@ def residual_sum(
     short_type = None
     if config.residual:
         short_type = shortcuts.shortcut_type(config.shortcut, x.shape[-1], out_channels, strides)
-    preact = config.unit in PREACT_UNITS
-    shared = preact and preactivate and short_type not in (None, "identity")
+    is_preact = config.unit in PREACT_UNITS
+    shared = is_preact and preactivate and short_type not in (None, "identity")
     if shared:
         x = preactivation(x, unit=config.unit, name=name, index=1)
     branch_fn = unit_branch(
@@ -254,7 +254,7 @@ def residual_sum(
         name=name,
         config=config,
         width=width,
-        preactivate_input=preactivate and not shared,
+        preactivate=preactivate and not shared,
     )
     if wrap_branch is not None:
         inner_branch = branch_fn
@@ -270,7 +270,7 @@ def residual_sum(
             name=name,
             shortcut_type=short_type,
             variant=config.shortcut_variant,
-            normalize=not preact,
+            normalize=not is_preact,
         )
 
     if stochastic_depth is not None:

@@ -196,17 +196,17 @@ def resnet_body(
         implementation=implementation,
     )
     schedule = iter(stochastic_depth or [None] * sum(spec.depths))
-    preact = config.unit in blocks.PREACT_UNITS
+    is_preact = config.unit in blocks.PREACT_UNITS
     imagenet = spec.stem == "imagenet"
 
     def body(x):
         if imagenet:
             x = blocks.imagenet_stem(x, spec.stem_width)
         else:
-            x = blocks.cifar_stem(x, spec.stem_width, preact=preact)
+            x = blocks.cifar_stem(x, spec.stem_width, activate=not is_preact)
         # An activated stem (any ImageNet stem, a post-activation CIFAR stem)
         # feeds the first unit, which then skips its pre-activation.
-        stem_activates = imagenet or not preact
+        stem_activates = imagenet or not is_preact
         reduction = 4 if imagenet else 1
         feature_info = [stage_info("stem", x, reduction)]
         for stage_index, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
@@ -226,7 +226,7 @@ def resnet_body(
                     stochastic_depth=next(schedule),
                 )
             feature_info.append(stage_info(stage, x, reduction))
-        if preact:
+        if is_preact:
             x = blocks.preactivation(x, unit=config.unit, name="post")
         return x, feature_info
 

@@ -151,7 +151,7 @@ def WideResNet(
     config = wide_config(dropout_rate)
 
     def body(x):
-        x = blocks.cifar_stem(x, 16, preact=True)
+        x = blocks.cifar_stem(x, 16, activate=False)
         feature_info = [stage_info("stem", x, 1)]
         for stage, base in enumerate((16, 32, 64)):
             for index in range(n):
