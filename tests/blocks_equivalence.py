@@ -27,28 +27,15 @@ import keras
 import numpy as np
 
 import keras_resnets as k
-from keras_resnets import unit_gradients
+from keras_resnets import blocks, unit_gradients
 from keras_resnets.models.registry import model_info
 from keras_resnets.utils import iter_layers
 
 OUT = os.environ.get("BLOCKS_EQUIVALENCE_DIR", "/tmp/blocks_equiv/ref")
 S = (16, 16, 3)
 CASES = {}
-for unit in (
-    "original",
-    "bn_after_addition",
-    "relu_before_addition",
-    "relu_only_preactivation",
-    "full_preactivation",
-):
-    for variant in (
-        "identity",
-        "constant_scaling",
-        "exclusive_gating",
-        "shortcut_only_gating",
-        "conv_shortcut",
-        "dropout_shortcut",
-    ):
+for unit in blocks.UNITS:
+    for variant in blocks.SHORTCUT_VARIANTS:
         CASES[f"r20_{unit}_{variant}"] = lambda u=unit, v=variant: k.ResNet20(
             input_shape=S, unit=u, shortcut_variant=v
         )
@@ -57,7 +44,7 @@ for unit in (
     CASES[f"stack_{unit}_plain"] = lambda u=unit: unit_gradients.unit_stack(
         3, unit=u, residual=False
     )
-for sc in ("zero_pad", "projection", "all_projection"):
+for sc in blocks.SHORTCUTS:
     CASES[f"r20_{sc}"] = lambda s=sc: k.ResNet20(input_shape=S, shortcut=s)
     CASES[f"r20_pre_{sc}"] = lambda s=sc: k.ResNet20(
         input_shape=S, shortcut=s, unit="full_preactivation"
