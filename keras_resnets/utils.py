@@ -31,6 +31,20 @@ def check_int(argument: str, value, minimum: int = 1) -> int:
     return value
 
 
+def check_positive_int(argument: str, value) -> int:
+    """Raise `ValueError` naming `argument` unless `value` is an int >= 1 (layers' wording)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"`{argument}` must be a positive integer, got {value!r}.")
+    return value
+
+
+def check_bool(argument: str, value) -> bool:
+    """Raise `ValueError` naming `argument` unless `value` is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{argument}` must be True or False, got {value!r}.")
+    return value
+
+
 def check_fraction(argument: str, value, *, low: float, high: float, closed_high=False) -> float:
     """Raise `ValueError` unless `low <= value < high` (or `<= high` if `closed_high`)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -115,7 +115,7 @@ def _unit_model(unit, block, strides=1, in_channels=8, filters=8, shortcut_optio
         name="u",
         block=block,
         unit=unit,
-        shortcut_option=shortcut_option,
+        shortcut=shortcut_option,
     )
     model = keras.Model(inputs, out)
     _randomize(model)
@@ -394,7 +394,7 @@ def test_wrap_branch_receives_the_whole_branch(unit):
 
     inputs = keras.Input((8, 8, 16))
     out = blocks.residual_unit(
-        inputs, 32, strides=2, name="u", unit=unit, shortcut_option="zero_pad", wrap_branch=wrap
+        inputs, 32, strides=2, name="u", unit=unit, shortcut="zero_pad", wrap_branch=wrap
     )
     model = keras.Model(inputs, out)
     branch_layers = {layer.name for layer in seen["u"].layers[1:]}

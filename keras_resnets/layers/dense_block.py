@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_resnets.utils import check_bool, check_positive_int
+
 
 def _custom_gradient(f):
     """`keras.ops.custom_gradient`, plus PyTorch, where Keras has none.
@@ -216,11 +218,11 @@ class DenseBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_int("num_layers", num_layers)
-        _check_int("growth_rate", growth_rate)
-        _check_int("bottleneck_width", bottleneck_width)
-        _check_bool("bottleneck", bottleneck)
-        _check_bool("memory_efficient", memory_efficient)
+        check_positive_int("num_layers", num_layers)
+        check_positive_int("growth_rate", growth_rate)
+        check_positive_int("bottleneck_width", bottleneck_width)
+        check_bool("bottleneck", bottleneck)
+        check_bool("memory_efficient", memory_efficient)
         if (
             not isinstance(dropout, (int, float))
             or isinstance(dropout, bool)
@@ -368,13 +370,3 @@ class DenseBlock(keras.layers.Layer):
             }
         )
         return config
-
-
-def _check_int(argument: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer, got {value!r}.")
-
-
-def _check_bool(argument: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"`{argument}` must be True or False, got {value!r}.")

@@ -20,8 +20,8 @@ Weights, checkpoints and conversions do not depend on the implementation.
 
 `implementation="auto"` (the default) follows the global setting
 (`set_grouped_conv_implementation`), whose own default `"auto"` resolves when
-the layer is built: `"custom_gradient"` on TensorFlow without a GPU, `"split"`
-on JAX on the CPU, `"native"` otherwise (PyTorch, any backend on a GPU).
+the layer is built to what `auto_implementation()` says for the backend and
+device (the one place that rule is written).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import os
 import keras
 from keras import ops
 
-from keras_resnets.utils import check_choice
+from keras_resnets.utils import check_bool, check_choice, check_positive_int
 
 IMPLEMENTATIONS = ("auto", "native", "split", "custom_gradient")
 _ENV_VAR = "KERAS_RESNETS_GROUPED_CONV"
@@ -46,8 +46,7 @@ def set_grouped_conv_implementation(implementation: str) -> None:
     value at import time.
 
     Args:
-        implementation: `"auto"` (custom_gradient on TensorFlow without a
-            GPU, split on JAX on the CPU, native otherwise), `"native"` (one
+        implementation: `"auto"` (`auto_implementation()`), `"native"` (one
             grouped convolution), `"split"` (one convolution per group on
             channel slices, concatenated) or `"custom_gradient"` (TensorFlow
             only: one grouped convolution with a hand-written gradient).
@@ -84,8 +83,11 @@ def _jax_on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
-def _auto_choice() -> str:
+def auto_implementation() -> str:
     """The implementation `"auto"` stands for on this backend and device.
+
+    `"custom_gradient"` on TensorFlow without a GPU, `"split"` on JAX on the
+    CPU, `"native"` otherwise (PyTorch, any backend on a GPU).
 
     Measured side by side (benchmarks/grouped_conv.py,
     benchmarks/resnext_vs_resnet.py, docs/backends.md): on the CPU,
@@ -111,8 +113,7 @@ def resolve_implementation(implementation: str = "auto") -> str:
     Returns:
         `"native"`, `"split"` or `"custom_gradient"`: the setting itself if
         explicit; else the global setting if explicit; else
-        `"custom_gradient"` on TensorFlow without a GPU, `"split"` on JAX on
-        the CPU and `"native"` otherwise (PyTorch, any backend on a GPU).
+        `auto_implementation()`.
 
     Raises:
         ValueError: an unknown implementation, or `"custom_gradient"` on a
@@ -122,7 +123,7 @@ def resolve_implementation(implementation: str = "auto") -> str:
     if implementation == "auto":
         implementation = get_grouped_conv_implementation()
     if implementation == "auto":
-        return _auto_choice()
+        return auto_implementation()
     if implementation == "custom_gradient" and keras.backend.backend() != "tensorflow":
         raise ValueError(
             "`implementation`='custom_gradient' is written for the TensorFlow backend; "
@@ -210,10 +211,8 @@ class GroupedConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
-            raise ValueError(f"`filters` must be a positive integer, got {filters!r}.")
-        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-            raise ValueError(f"`groups` must be a positive integer, got {groups!r}.")
+        check_positive_int("filters", filters)
+        check_positive_int("groups", groups)
         if filters % groups:
             raise ValueError(
                 f"`groups`={groups} must divide `filters`={filters} (each group gets "
@@ -221,8 +220,7 @@ class GroupedConv2D(keras.layers.Layer):
             )
         check_choice("padding", padding, ("valid", "same"))
         check_choice("implementation", implementation, IMPLEMENTATIONS)
-        if not isinstance(use_bias, bool):
-            raise ValueError(f"`use_bias` must be True or False, got {use_bias!r}.")
+        check_bool("use_bias", use_bias)
         self.filters = filters
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.strides = _pair("strides", strides)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_resnets.utils import check_bool
+
 
 def default_transform_bias(depth: int) -> float:
     """Srivastava et al.'s rule for the transform-gate bias: more negative when deeper.
@@ -83,10 +85,8 @@ class Highway(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(coupled, bool):
-            raise ValueError(f"`coupled` must be True or False, got {coupled!r}.")
-        if not isinstance(transform_gate, bool):
-            raise ValueError(f"`transform_gate` must be True or False, got {transform_gate!r}.")
+        check_bool("coupled", coupled)
+        check_bool("transform_gate", transform_gate)
         if coupled and not transform_gate:
             raise ValueError(
                 "`transform_gate=False` (T fixed at 1) needs `coupled=False`: a coupled "

@@ -181,7 +181,7 @@ def densenet_body(spec: DenseNetSpec, *, dropout: float = 0.0, memory_efficient:
             x = blocks.imagenet_stem(x, spec.stem_width)
             reduction, first_stage = 4, 2
         else:
-            x = blocks.cifar_stem(x, spec.stem_width, preact=True)
+            x = blocks.cifar_stem(x, spec.stem_width, activate=False)
             reduction, first_stage = 1, 1
         feature_info = [stage_info("stem", x, reduction)]
         for index, size in enumerate(spec.block_sizes, start=1):

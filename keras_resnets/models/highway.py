@@ -85,11 +85,11 @@ def highway_body(
                     width,
                     strides=2 if stage_index > 0 and layer_index == 0 else 1,
                     name=f"stage{stage_index + spec.first_stage}_block{layer_index + 1}",
+                    shortcut=shortcut,
                     coupled=coupled,
                     transform_bias=transform_bias,
                     carry_bias=carry_bias,
-                    gate_kernel_size=gate_kernel_size,
-                    shortcut_option=shortcut,
+                    kernel_size=gate_kernel_size,
                 )
             stage = f"stage{stage_index + spec.first_stage}"
             feature_info.append(stage_info(stage, x, 2**stage_index))

@@ -198,52 +198,53 @@ def resnet_body(
     as in the authors' Torch code (fb.resnet.torch `preresnet`).
 
     `form` and `implementation` apply to grouped bottlenecks (ResNeXt); see
-    `blocks.bottleneck_branch`.
+    `blocks.resnext`. The per-network choices become one `blocks.UnitConfig`.
     """
-    unit = spec.unit if unit is None else unit
+    config = blocks.UnitConfig(
+        block=spec.block,
+        unit=spec.unit if unit is None else unit,
+        shortcut=shortcut,
+        shortcut_variant=shortcut_variant,
+        gate_bias=gate_bias,
+        residual=spec.residual,
+        groups=spec.cardinality,
+        stride_in_1x1=stride_in_1x1,
+        form=form,
+        implementation=implementation,
+    )
     schedule = iter(stochastic_depth or [None] * sum(spec.depths))
-    preact = unit in blocks.PREACT_UNITS
-    stem_activates = spec.stem == "imagenet" or not preact
+    is_preact = config.unit in blocks.PREACT_UNITS
+    imagenet = spec.stem == "imagenet"
 
     def body(x):
-        stem = blocks.imagenet_stem if spec.stem == "imagenet" else blocks.cifar_stem
-        x = stem(x, spec.stem_width, preact=not stem_activates)
-        reduction = 4 if spec.stem == "imagenet" else 1
+        if imagenet:
+            x = blocks.imagenet_stem(x, spec.stem_width)
+        else:
+            x = blocks.cifar_stem(x, spec.stem_width, activate=not is_preact)
+        # An activated stem (any ImageNet stem, a post-activation CIFAR stem)
+        # feeds the first unit, which then skips its pre-activation.
+        stem_activates = imagenet or not is_preact
+        reduction = 4 if imagenet else 1
         feature_info = [stage_info("stem", x, reduction)]
         for stage_index, (depth, width) in enumerate(zip(spec.depths, spec.widths, strict=True)):
             if stage_index > 0:
                 reduction *= 2
+            stage = f"stage{stage_index + spec.first_stage}"
             for block_index in range(depth):
-                strides = 2 if stage_index > 0 and block_index == 0 else 1
-                name = f"stage{stage_index + spec.first_stage}_block{block_index + 1}"
-                common = dict(
-                    strides=strides,
-                    name=name,
-                    shortcut_option=shortcut,
-                    residual=spec.residual,
-                    unit=unit,
-                    shortcut_variant=shortcut_variant,
-                    gate_bias=gate_bias,
-                    preactivate=not (stem_activates and stage_index == 0 and block_index == 0),
+                first = block_index == 0
+                x = blocks.residual_unit(
+                    x,
+                    width,
+                    strides=2 if stage_index > 0 and first else 1,
+                    name=f"{stage}_block{block_index + 1}",
+                    config=config,
+                    width=spec.inner_width(width),
+                    preactivate=not (stem_activates and stage_index == 0 and first),
                     stochastic_depth=next(schedule),
                 )
-                if spec.block == "basic":
-                    x = blocks.basic_block(x, width, **common)
-                else:
-                    x = blocks.bottleneck_block(
-                        x,
-                        width,
-                        width=spec.inner_width(width),
-                        groups=spec.cardinality,
-                        stride_in_1x1=stride_in_1x1,
-                        form=form,
-                        implementation=implementation,
-                        **common,
-                    )
-            stage = f"stage{stage_index + spec.first_stage}"
             feature_info.append(stage_info(stage, x, reduction))
-        if preact:
-            x = blocks.preactivation(x, unit=unit, name="post")
+        if is_preact:
+            x = blocks.preactivation(x, unit=config.unit, name="post")
         return x, feature_info
 
     return body

@@ -8,19 +8,19 @@ bottlenecks with one group of twice the width (`base_width=128`), as
 torchvision defines them.
 
 The bottleneck comes in the paper's three equivalent forms (`form="a"`,
-`"b"`, `"c"`; see `blocks.bottleneck_branch`); `copy_form_weights` copies
-the weights of a model in one form into a model in another.
+`"b"`, `"c"`; see `keras_resnets.blocks.resnext`); `copy_form_weights` (defined
+there, importable from here) copies the weights of a model in one form into a
+model in another.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import keras
-import numpy as np
 
 from keras_resnets import blocks
+from keras_resnets.blocks.resnext import copy_form_weights  # noqa: F401 (public here too)
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
 from keras_resnets.models.builder import (
@@ -95,7 +95,7 @@ def build_resnext(
         model_name: registry name, for errors.
         cardinality: overrides `spec.cardinality`.
         base_width: overrides `spec.base_width`.
-        form: `"a"`, `"b"` or `"c"` (see `blocks.bottleneck_branch`).
+        form: `"a"`, `"b"` or `"c"` (see `keras_resnets.blocks.resnext`).
         implementation: `GroupedConv2D` implementation for form "c".
         **kwargs: the keras.applications arguments and `shortcut`,
             `stride_in_1x1`, passed to `build_resnet`.
@@ -120,8 +120,8 @@ _OPTIONS_DOC = """    cardinality: groups of each 3x3 convolution (default {card
         paths summed). Same function for the same weights; see
         `copy_form_weights`. Only "c" is practical for training.
     implementation: how the grouped convolutions compute: `"auto"`
-        (default: the global setting, itself "custom_gradient" on TensorFlow
-        without a GPU, "split" on JAX on the CPU and "native" otherwise),
+        (default: the global setting, itself
+        `keras_resnets.layers.grouped_conv.auto_implementation()`),
         `"native"`, `"split"` or `"custom_gradient"` (TensorFlow only). The
         weights are the same whichever is used.
     shortcut: `"projection"` (default) or `"all_projection"`.
@@ -318,90 +318,3 @@ BUILDERS = {
 globals().update(BUILDERS)  # ResNeXt50, ..., ResNeXt29_16x64d: the rows' builders
 
 __all__ = ["CifarResNeXt", "ResNeXt", "copy_form_weights", *BUILDERS]
-
-
-# ---------------------------------------------------------------- form conversion
-
-_PATH = re.compile(r"^(?P<block>.+)_path(?P<index>\d+)_(?P<kind>conv1|bn1|conv2|bn2|conv3)$")
-
-
-def _canonical(model: keras.Model) -> dict[str, list[np.ndarray]]:
-    """The model's weights by form-"c" layer name (paths merged into groups)."""
-    weights: dict[str, list[np.ndarray]] = {}
-    paths: dict[tuple[str, str], dict[int, list[np.ndarray]]] = {}
-    for layer in model.layers:
-        values = [np.asarray(w) for w in layer.get_weights()]
-        if not values:
-            continue
-        match = _PATH.match(layer.name)
-        if match is None:
-            weights[layer.name] = values
-            continue
-        key = (match["block"], match["kind"])
-        paths.setdefault(key, {})[int(match["index"])] = values
-    for (block, kind), by_index in paths.items():
-        ordered = [by_index[i] for i in sorted(by_index)]
-        # Output channels (kernel axis 3, BN vectors) concatenate path by path:
-        # that is also the layout of a grouped kernel (kh, kw, in/groups, out).
-        # The per-path conv3 of form "a" splits the input channels instead.
-        axis = 2 if kind == "conv3" else -1
-        weights[f"{block}_{kind}"] = [
-            np.concatenate(parts, axis=axis) for parts in zip(*ordered, strict=True)
-        ]
-    return weights
-
-
-def copy_form_weights(source: keras.Model, target: keras.Model) -> None:
-    """Copy the weights of a ResNeXt in one form into the same network in another.
-
-    The three forms of Xie et al. (2017, Figure 3) compute the same function:
-    path p of forms "a"/"b" holds group p of form "c"'s `conv1`, `bn1`,
-    grouped `conv2` and `bn2` (output channels `p*d:(p+1)*d`), and form "a"'s
-    per-path `conv3` is form "c"'s `conv3` restricted to those input
-    channels. Every other layer is copied by name.
-
-    Args:
-        source: a model built by a ResNeXt builder with any `form`.
-        target: the same builder and options with any `form`.
-
-    Raises:
-        ValueError: a target layer has no counterpart in `source`, or its
-            shapes differ (the message names the layer).
-
-    Example:
-        >>> c = keras_resnets.CifarResNeXt(depth=11, cardinality=2, base_width=4)
-        >>> a = keras_resnets.CifarResNeXt(depth=11, cardinality=2, base_width=4, form="a")
-        >>> keras_resnets.copy_form_weights(c, a)
-    """
-    weights = _canonical(source)
-    for layer in target.layers:
-        current = layer.get_weights()
-        if not current:
-            continue
-        match = _PATH.match(layer.name)
-        key = layer.name if match is None else f"{match['block']}_{match['kind']}"
-        if key not in weights:
-            raise ValueError(
-                f"Layer {layer.name!r} of {target.name!r} has no counterpart {key!r} in "
-                f"{source.name!r}: the two models are not the same network."
-            )
-        values = weights[key]
-        if match is not None:
-            index = int(match["index"]) - 1
-            axis = 2 if match["kind"] == "conv3" else -1
-            values = [
-                np.take(
-                    value,
-                    np.arange(index * cur.shape[axis], (index + 1) * cur.shape[axis]),
-                    axis=axis,
-                )
-                for value, cur in zip(values, current, strict=True)
-            ]
-        shapes = [v.shape for v in values]
-        expected = [tuple(c.shape) for c in current]
-        if [tuple(s) for s in shapes] != expected:
-            raise ValueError(
-                f"Layer {layer.name!r}: {source.name!r} gives shapes {shapes}, "
-                f"{target.name!r} expects {expected}."
-            )
-        layer.set_weights(values)

@@ -3,9 +3,10 @@
 WRN-d-k: a 3x3 stem of 16 channels, three stages of n = (d - 4) / 6
 pre-activation basic blocks of widths 16k, 32k, 64k (strides 1, 2, 2), a
 final BN-ReLU, global average pooling and a classifier, as the authors' code.
-A block is BN-ReLU, 3x3 conv (stride), BN-ReLU, dropout, 3x3 conv, added to
-the shortcut: the input itself, or a 1x1 convolution of the pre-activated
-input where the shape changes.
+A block is the full pre-activation basic unit of `blocks.units` plus dropout
+(`wide_config`): BN-ReLU, 3x3 conv (stride), BN-ReLU, dropout, 3x3 conv,
+added to the shortcut: the input itself, or a 1x1 convolution of the
+pre-activated input where the shape changes.
 """
 
 from __future__ import annotations
@@ -64,28 +65,15 @@ def wide_resnet_spec(depth: int = 28, width: int = 10) -> WideResNetSpec:
     return WideResNetSpec(depth, check_int("width", width))
 
 
-def wide_branch(x, filters: int, *, strides: int, name: str, dropout_rate: float = 0.0):
-    """The residual branch of a wide block, from the pre-activated input.
+def wide_config(dropout_rate: float = 0.0) -> blocks.UnitConfig:
+    """A wide block: the full pre-activation basic unit plus dropout between its convolutions.
 
-    `{name}_conv1` (3x3, stride), `{name}_bn2`, `{name}_relu2`, optional
-    `{name}_dropout`, `{name}_conv2` (3x3).
-
-    Args:
-        x: the block's pre-activated input (after `{name}_bn1`/`_relu1`).
-        filters: output channels.
-        strides: stride of the first convolution.
-        name: layer name prefix.
-        dropout_rate: dropout between the two convolutions (0 for none).
-
-    Returns:
-        The branch output (before the addition).
+    Projection shortcuts (no BN, reading the pre-activated input) where the
+    shape changes, as the authors' code.
     """
-    x = blocks.conv(x, filters, 3, strides=strides, name=f"{name}_conv1")
-    x = blocks.batch_norm(x, name=f"{name}_bn2")
-    x = blocks.relu(x, name=f"{name}_relu2")
-    if dropout_rate:
-        x = keras.layers.Dropout(dropout_rate, name=f"{name}_dropout")(x)
-    return blocks.conv(x, filters, 3, name=f"{name}_conv2")
+    return blocks.UnitConfig(
+        block="basic", unit="full_preactivation", shortcut="projection", dropout_rate=dropout_rate
+    )
 
 
 def wide_block(
@@ -98,17 +86,19 @@ def wide_block(
     wrap_branch=None,
     stochastic_depth: dict | None = None,
 ):
-    """One pre-activation wide basic block (BN-ReLU shared by branch and projection).
+    """One wide basic block: `blocks.residual_sum` of the `wide_config` unit.
+
+    Layers `{name}_bn1`, `_relu1`, `_conv1` (3x3, stride), `_bn2`, `_relu2`,
+    (`_dropout`), `_conv2`, (`_shortcut`), `_add`.
 
     Args:
         x: input tensor (NHWC).
         filters: output channels.
         strides: the block's stride.
         name: layer name prefix.
-        dropout_rate: dropout inside the branch.
+        dropout_rate: dropout between the two convolutions (0 for none).
         wrap_branch: optional `wrap_branch(branch, x, name) -> tensor` that
-            applies the branch function to the pre-activated input (default
-            `branch(x)`), as `blocks.residual_unit`'s hook.
+            applies the branch function (as `blocks.residual_unit`'s hook).
         stochastic_depth: None, or the `StochasticDepth` arguments that gate
             this block (see `blocks.residual_add`). The gated branch is the
             whole residual function: with an identity shortcut it starts with
@@ -118,61 +108,14 @@ def wide_block(
     Returns:
         `{name}_add`: shortcut + branch (no activation after the addition).
     """
-    if stochastic_depth is not None:
-        return _gated_wide_block(
-            x,
-            filters,
-            strides=strides,
-            name=name,
-            dropout_rate=dropout_rate,
-            wrap_branch=wrap_branch,
-            stochastic_depth=stochastic_depth,
-        )
-    act = blocks.batch_norm(x, name=f"{name}_bn1")
-    act = blocks.relu(act, name=f"{name}_relu1")
-
-    def branch_fn(inputs):
-        return wide_branch(inputs, filters, strides=strides, name=name, dropout_rate=dropout_rate)
-
-    branch = branch_fn(act) if wrap_branch is None else wrap_branch(branch_fn, act, name)
-    if strides == 1 and x.shape[-1] == filters:
-        short = x
-    else:
-        short = blocks.conv(act, filters, 1, strides=strides, name=f"{name}_shortcut")
-    return keras.layers.Add(name=f"{name}_add")([short, branch])
-
-
-def _gated_wide_block(x, filters, *, strides, name, dropout_rate, wrap_branch, stochastic_depth):
-    def preactivate(t):
-        t = blocks.batch_norm(t, name=f"{name}_bn1")
-        return blocks.relu(t, name=f"{name}_relu1")
-
-    def branch_fn(t):
-        if wrap_branch is not None:
-            return wrap_branch(
-                lambda u: wide_branch(
-                    u, filters, strides=strides, name=name, dropout_rate=dropout_rate
-                ),
-                t,
-                name,
-            )
-        return wide_branch(t, filters, strides=strides, name=name, dropout_rate=dropout_rate)
-
-    if strides == 1 and x.shape[-1] == filters:
-        return blocks.residual_add(
-            x,
-            lambda t: branch_fn(preactivate(t)),
-            lambda t: t,
-            name=name,
-            stochastic_depth=stochastic_depth,
-        )
-    act = preactivate(x)
-    return blocks.residual_add(
-        act,
-        branch_fn,
-        lambda t: blocks.conv(t, filters, 1, strides=strides, name=f"{name}_shortcut"),
+    return blocks.residual_sum(
+        x,
+        filters,
+        strides=strides,
         name=name,
+        config=wide_config(dropout_rate),
         stochastic_depth=stochastic_depth,
+        wrap_branch=wrap_branch,
     )
 
 
@@ -250,18 +193,20 @@ def build_wide_resnet(
         )
     )
 
+    config = wide_config(dropout_rate)
+
     def body(x):
-        x = blocks.cifar_stem(x, 16, preact=True)
+        x = blocks.cifar_stem(x, 16, activate=False)
         feature_info = [stage_info("stem", x, 1)]
         for stage, width in enumerate(spec.widths):
             for index in range(n):
                 strides = 2 if stage > 0 and index == 0 else 1
-                x = wide_block(
+                x = blocks.residual_sum(
                     x,
                     width,
                     strides=strides,
                     name=f"stage{stage + 1}_block{index + 1}",
-                    dropout_rate=dropout_rate,
+                    config=config,
                     stochastic_depth=next(schedule),
                 )
             feature_info.append(stage_info(f"stage{stage + 1}", x, 2**stage))
