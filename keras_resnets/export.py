@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 import keras
 
+from keras_resnets._optional import require
 from keras_resnets.utils import check_int
 
 __all__ = [
@@ -308,7 +309,7 @@ def decode_image(data, channels: int = 3):
     Example:
         >>> pixels = decode_image(tf.io.read_file("cat.bmp"))  # doctest: +SKIP
     """
-    import tensorflow as tf
+    tf = require("tensorflow", "`decode_image`", extra="serving")
 
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")
@@ -484,7 +485,7 @@ def export_saved_model(
             f"process runs Keras on {keras.backend.backend()!r}. Save the model with "
             "`model.save('model.keras')` and export it from a TensorFlow-backend process."
         )
-    import tensorflow as tf
+    tf = require("tensorflow", "Exporting a SavedModel", extra="serving")
 
     channels, classes = _check_model(model)
     if outputs not in OUTPUTS:

@@ -41,12 +41,8 @@ _OPTIONAL = ("num_batches_tracked",)
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    try:
-        from safetensors.numpy import load_file
-    except ImportError as exc:  # pragma: no cover - safetensors is a dependency
-        raise ImportError(
-            f"Reading {path!r} needs the `safetensors` package: pip install safetensors"
-        ) from exc
+    from safetensors.numpy import load_file  # a core requirement (setup.cfg)
+
     try:
         return dict(load_file(path))
     except Exception as exc:  # safetensors raises its own error types
