@@ -75,6 +75,14 @@ def test_every_optional_module_is_in_the_extra_its_error_names():
     assert extras["all"] == set().union(*(v for k, v in extras.items() if k != "all"))
 
 
+def test_readme_install_table_names_every_extra():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Install", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", section, flags=re.M)
+    listed = [name for cell in named for name in re.findall(r"`(\w+)`", cell)]
+    assert sorted(listed) == sorted(_extras())
+
+
 def test_no_module_level_import_outside_the_core():
     """Every module-level import in the library is stdlib, core or the library itself.
 
