@@ -176,11 +176,7 @@ def _freeze_layer(layer: keras.layers.Layer, freeze_batchnorm: bool) -> None:
         if freeze_batchnorm:
             layer.trainable = False
         return
-    inner = [
-        sub
-        for sub in iter_layers(layer)
-        if isinstance(sub, keras.layers.BatchNormalization)
-    ]
+    inner = [sub for sub in iter_layers(layer) if isinstance(sub, keras.layers.BatchNormalization)]
     if freeze_batchnorm or not inner:
         layer.trainable = False
         return

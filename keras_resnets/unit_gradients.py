@@ -30,6 +30,7 @@ import keras
 import numpy as np
 
 from keras_resnets import blocks
+from keras_resnets._optional import require
 from keras_resnets.models.builder import _ensure_recursion_limit
 
 
@@ -96,7 +97,7 @@ def gradient_norm_ratio(model: keras.Model, *, batch_size: int = 8, seed: int = 
     Returns:
         The ratio of the gradient norms (inf or 0 when it over/underflows).
     """
-    import tensorflow as tf
+    tf = require("tensorflow", "`unit_gradients` (gradients through `tf.GradientTape`)")
 
     rng = np.random.default_rng(seed)
     shape = (batch_size, *model.input_shape[1:])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import importlib
 import os
 import sys
 import tempfile
@@ -168,25 +167,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a UTF-8 text file through `atomic_write`."""
     with atomic_write(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
         handle.write(text)
-
-
-def optional_import(module: str, needed_for: str, install: str, error: type = ImportError):
-    """Import an optional dependency, or raise `error` saying what needs it and how to get it.
-
-    Args:
-        module: the module to import (`"tensorflow_datasets"`).
-        needed_for: what needs it, the start of the message (`"dataset='cifar10'"`).
-        install: how to install it (`"pip install 'keras_resnets[data]'"`).
-        error: the exception class to raise (ImportError; the trainer's data
-            loader raises ValueError, its bad-input error).
-
-    Returns:
-        The imported module.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise error(f"{needed_for} needs `{module}`, which is not installed: {install}.") from exc
 
 
 def cli_error(message) -> int:

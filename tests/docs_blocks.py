@@ -61,6 +61,11 @@ SUBSTITUTIONS = [
         "`make test` is the suite this test is part of",
     ),
     (
+        re.compile(r"^keras-resnets\b(.*)$"),
+        lambda match, root: f"python -m keras_resnets.cli{match.group(1)}",
+        "the console command is `keras_resnets.cli:main`; the suite's python may not be on PATH",
+    ),
+    (
         re.compile(r"^pip install '?keras_resnets\[(\w+)\]'?.*$"),
         lambda match, root: (
             "python -c 'import configparser; c = configparser.ConfigParser(); "

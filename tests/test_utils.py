@@ -92,13 +92,3 @@ def test_weights_file_keys_follow_keras_naming_for_every_layer_class():
     assert len(classes) > 100
     for cls in classes:
         assert _h5_key(cls.__name__) == naming.to_snake_case(cls.__name__), cls
-
-
-def test_optional_import_names_what_needs_the_module_and_how_to_install_it():
-    from keras_resnets.utils import optional_import
-
-    assert optional_import("json", "x", "y") is __import__("json")
-    with pytest.raises(ValueError, match=r"dataset='x' needs `no_such_module_xyz`.*pip install z"):
-        optional_import("no_such_module_xyz", "dataset='x'", "pip install z", ValueError)
-    with pytest.raises(ImportError, match="Reading 'a.bin' needs `no_such_module_xyz`"):
-        optional_import("no_such_module_xyz", "Reading 'a.bin'", "pip install z")

@@ -20,7 +20,9 @@ import types
 import typing
 from typing import Any
 
-import yaml
+from keras_resnets._optional import require
+
+yaml = require("yaml", "The trainer's recipes (`training/`)")
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 

@@ -21,6 +21,8 @@ import json
 import os
 import sys
 
+from keras_resnets._optional import require
+
 DEFAULT_OUTPUT = os.path.join("runs", "analysis")
 #: The small-budget switch of `training.train` (`KERAS_RESNETS_SMOKE=1`).
 SMOKE_ENV = "KERAS_RESNETS_SMOKE"
@@ -88,6 +90,8 @@ def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
 
 
 def _digits(image_size: int, seed: int):
+    # The digits loader lives with the trainer's data sources; it needs scikit-learn only.
+    require("sklearn", "The digits data of the analysis commands", extra="analysis")
     from training.data import load_digits_32
 
     return load_digits_32(seed=seed, size=image_size)
@@ -203,16 +207,11 @@ def cmd_gradients(args) -> int:
 
 
 def cmd_degradation(args) -> int:
-    try:
-        from training.train import run
-    except ImportError as exc:
-        raise SystemExit(
-            f"error: the degradation command trains through the trainer, `training.train.run`, "
-            f"which could not be imported ({exc})."
-        ) from exc
-    import yaml
-
+    purpose = "The degradation command (it trains through `training.train.run`)"
+    yaml = require("yaml", purpose, extra="train")
+    require("tensorflow", purpose, extra="train")
     from keras_resnets.analysis.plots import plot_degradation
+    from training.train import run  # imported here: the library never imports the trainer
 
     overrides = {}
     for item in args.set or []:
@@ -462,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # ImportError: an optional extra is missing
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

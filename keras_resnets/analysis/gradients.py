@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_resnets._optional import require
 from keras_resnets.analysis.graph import find_blocks
 from keras_resnets.analysis.rebuild import rebuild
 from keras_resnets.utils import check_int
@@ -26,9 +27,7 @@ def _require_tensorflow(function: str):
             f"`{function}` takes gradients with TensorFlow; the Keras backend is "
             f"{backend!r}. Set KERAS_BACKEND=tensorflow."
         )
-    import tensorflow as tf
-
-    return tf
+    return require("tensorflow", f"`{function}`")
 
 
 def _split_batch(batch, argument: str = "batch"):

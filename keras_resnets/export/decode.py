@@ -5,6 +5,8 @@ TensorFlow is imported inside the function only.
 
 from __future__ import annotations
 
+from keras_resnets._optional import require
+
 __all__ = ["decode_image"]
 
 
@@ -45,7 +47,7 @@ def decode_image(data, channels: int = 3):
     Example:
         >>> pixels = decode_image(tf.io.read_file("cat.bmp"))  # doctest: +SKIP
     """
-    import tensorflow as tf
+    tf = require("tensorflow", "`decode_image`", extra="serving")
 
     if channels not in (1, 3):
         raise ValueError(f"`channels` must be 1 or 3, got {channels!r}.")

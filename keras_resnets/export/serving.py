@@ -9,7 +9,7 @@ import os
 
 import keras
 
-from keras_resnets.utils import optional_import
+from keras_resnets._optional import require
 
 __all__ = ["SIGNATURES", "WARMUP_FILE", "serving_archive"]
 
@@ -24,10 +24,9 @@ WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
 def require_serving_api() -> None:
-    optional_import(
+    require(
         "tensorflow_serving.apis.prediction_log_pb2",
-        "Writing the TF Serving warmup file",
-        "`pip install keras_resnets[serving]` (tensorflow-serving-api), or pass `warmup=False`",
+        "Writing the TF Serving warmup file (or pass `warmup=False`)",
     )
 
 

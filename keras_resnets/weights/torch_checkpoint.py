@@ -15,7 +15,7 @@ import os
 import keras
 import numpy as np
 
-from keras_resnets.utils import optional_import, sublayers
+from keras_resnets.utils import sublayers
 from keras_resnets.weights import tables
 
 __all__ = ["CHECKPOINT_SUFFIXES", "load_torch_checkpoint", "read_torch_checkpoint"]
@@ -42,9 +42,10 @@ _OPTIONAL = ("num_batches_tracked",)
 
 
 def _read_safetensors(path: str) -> dict[str, np.ndarray]:
-    numpy_api = optional_import("safetensors.numpy", f"Reading {path!r}", "pip install safetensors")
+    from safetensors.numpy import load_file  # a core requirement (setup.cfg)
+
     try:
-        return dict(numpy_api.load_file(path))
+        return dict(load_file(path))
     except Exception as exc:  # safetensors raises its own error types
         raise ValueError(f"Checkpoint {path!r} is not a readable .safetensors file: {exc}") from exc
 

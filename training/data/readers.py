@@ -6,14 +6,15 @@ import os
 
 import numpy as np
 
-from keras_resnets.utils import optional_import
+from keras_resnets._optional import require
 from training.data.splits import IMAGE_EXTENSIONS, TFDS_IN_MEMORY, Split, _array_split
 
 
 def _load_tfds(name: str, data: dict):
-    tfds = optional_import(
-        "tensorflow_datasets", f"dataset={name!r}", "pip install 'keras_resnets[data]'", ValueError
-    )
+    try:
+        tfds = require("tensorflow_datasets", f"dataset={name!r}")
+    except ImportError as exc:  # a data set the installed extras cannot read: bad input
+        raise ValueError(str(exc)) from exc
     try:
         builder = tfds.builder(name, data_dir=data.get("data_dir"))
         if not builder.is_prepared():

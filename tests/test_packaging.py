@@ -1,0 +1,312 @@
+"""Packaging: core requirements, extras, the `keras-resnets` command, the trainer kept apart.
+
+The last test installs the package without extras into a fresh virtual
+environment (plus JAX, as a user picks a backend) and builds every registered
+model there with TensorFlow absent.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import hashlib
+import json
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import keras_resnets
+from keras_resnets import _optional, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = {"keras", "numpy", "h5py", "safetensors"}
+
+
+def _setup_cfg() -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "setup.cfg", encoding="utf-8")
+    return parser
+
+
+def _requirements(text: str) -> list[str]:
+    lines = (line.split("#")[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _dist(requirement: str) -> str:
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _extras() -> dict[str, set[str]]:
+    """Each extra's distributions, with `keras_resnets[...]` references expanded."""
+    raw = {k: _requirements(v) for k, v in _setup_cfg()["options.extras_require"].items()}
+
+    def expand(extra: str, seen: frozenset = frozenset()) -> set[str]:
+        out = set()
+        for req in raw[extra]:
+            if _dist(req) == "keras-resnets":
+                for inner in re.search(r"\[(.*)\]", req).group(1).split(","):
+                    assert inner.strip() not in seen, f"extras cycle through {inner}"
+                    out |= expand(inner.strip(), seen | {extra})
+            else:
+                out.add(_dist(req))
+        return out
+
+    return {extra: expand(extra) for extra in raw}
+
+
+def test_core_requirements_are_what_the_models_need():
+    core = {_dist(r) for r in _requirements(_setup_cfg()["options"]["install_requires"])}
+    assert core == CORE
+
+
+def test_every_optional_module_is_in_the_extra_its_error_names():
+    extras = _extras()
+    for module, (dist, extra) in _optional.EXTRAS.items():
+        assert dist in extras[extra], (module, dist, extra, extras[extra])
+    # `all` (what `make` installs) holds every other extra.
+    assert extras["all"] == set().union(*(v for k, v in extras.items() if k != "all"))
+
+
+def test_readme_install_table_names_every_extra():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Install", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", section, flags=re.M)
+    listed = [name for cell in named for name in re.findall(r"`(\w+)`", cell)]
+    assert sorted(listed) == sorted(_extras())
+
+
+def test_no_module_level_import_outside_the_core():
+    """Every module-level import in the library is stdlib, core or the library itself.
+
+    Imports inside functions are the optional ones (`_optional.require`, or a
+    backend's own package on that backend).
+    """
+    stdlib = set(sys.stdlib_module_names)
+    allowed = stdlib | CORE | {"keras_resnets"}
+    found = {}
+    for path in (ROOT / "keras_resnets").rglob("*.py"):
+        if path.name == "_tf_grouped_conv.py":  # imported only on the TensorFlow backend
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                if name.split(".")[0] not in allowed:
+                    found[str(path.relative_to(ROOT))] = name
+    assert found == {}
+
+
+def test_the_library_never_imports_the_trainer():
+    """Importing every keras_resnets module (fresh process, JAX) loads no `training`, no TF."""
+    code = textwrap.dedent(
+        """
+        import importlib, json, pkgutil, sys
+        import keras_resnets
+        names = [m.name for m in pkgutil.walk_packages(keras_resnets.__path__, "keras_resnets.")
+                 if not m.name.endswith("_tf_grouped_conv")]
+        for name in names:
+            importlib.import_module(name)
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("training", "tensorflow"))
+        print(json.dumps({"imported": len(names), "loaded": loaded}))
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    modules = [m.name for m in pkgutil.walk_packages(keras_resnets.__path__, "keras_resnets.")]
+    assert report["imported"] == len(modules) - 1  # all but the TF-backend grouped conv
+    assert report["loaded"] == []
+
+
+@pytest.mark.parametrize("module", sorted(_optional.EXTRAS))
+def test_missing_optional_module_names_its_extra(module, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` raises ImportError
+    dist, extra = _optional.EXTRAS[module]
+    with pytest.raises(ImportError) as info:
+        _optional.require(module, "This feature")
+    assert str(info.value).startswith(f"This feature needs `{dist}`, which is not installed")
+    assert str(info.value).endswith(f"pip install 'keras_resnets[{extra}]'")
+
+
+def test_require_refuses_a_module_that_is_not_optional():
+    with pytest.raises(ValueError, match=r"`module` must be an optional dependency .* 'numpy'"):
+        _optional.require("numpy", "x")
+
+
+def test_library_features_name_the_extra_without_tensorflow(monkeypatch, capsys):
+    from keras_resnets import unit_gradients
+    from keras_resnets.analysis import __main__ as analysis_cli
+
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(ImportError, match=r"pip install 'keras_resnets\[tensorflow\]'$"):
+        unit_gradients.gradient_norm_ratio(None)
+    assert cli.main(["train", "--help"]) == 2
+    assert capsys.readouterr().err.strip().endswith("pip install 'keras_resnets[train]'")
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    assert analysis_cli.main(["degradation", "--models", "ResNet20"]) == 2
+    err = capsys.readouterr().err
+    assert "The degradation command" in err and "pip install 'keras_resnets[train]'" in err
+
+
+def test_console_command_lists_its_subcommands(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    listed = re.findall(r"^    (\w+) ", out.split("Commands:")[1], flags=re.M)
+    assert (
+        listed == list(cli.COMMANDS) == ["train", "tune", "export", "convert", "analysis", "models"]
+    )
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fit"])
+    assert info.value.code == 2
+    assert "invalid choice: 'fit'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", [n for n in cli.COMMANDS if n != "models"])
+def test_each_subcommand_forwards_to_its_python_m_form(name, capsys):
+    """`keras-resnets NAME --help` prints the help of `python -m MODULE --help`."""
+    import importlib
+
+    command = cli.COMMANDS[name]
+    with pytest.raises(SystemExit) as info:
+        cli.main([name, "--help"])
+    assert info.value.code == 0
+    ours = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        getattr(importlib.import_module(command.module), command.function)(["--help"])
+    theirs = capsys.readouterr().out
+
+    def options(text: str) -> str:  # the help after the usage paragraph (the prog differs)
+        return text.split("\n\n", 1)[1]
+
+    assert "--help" in ours and options(ours) == options(theirs)
+
+
+def test_models_subcommand_lists_the_registry(capsys):
+    assert cli.main(["models"]) == 0
+    assert capsys.readouterr().out.splitlines() == keras_resnets.list_models()
+    from keras_resnets.models.registry import model_table
+
+    assert cli.main(["models", "--table"]) == 0
+    assert capsys.readouterr().out == model_table() + "\n"
+
+
+# ---------------------------------------------------------------------------
+# A fresh virtual environment: `pip install .` without extras, JAX, no TensorFlow
+# ---------------------------------------------------------------------------
+
+_FRESH_SCRIPT = """
+import importlib.util, json, os, sys, time
+assert importlib.util.find_spec("tensorflow") is None, "tensorflow is installed"
+try:
+    import tensorflow  # noqa: F401
+except ImportError:
+    pass
+else:
+    raise SystemExit("import tensorflow worked")
+import keras
+import keras_resnets
+from keras_resnets.models.registry import model_info
+assert keras.backend.backend() == "jax", keras.backend.backend()
+shard, shards = int(sys.argv[1]), int(sys.argv[2])
+counts = {}
+for name in keras_resnets.list_models()[shard::shards]:
+    start = time.perf_counter()
+    model = keras_resnets.get_model(name, include_top=True)
+    counts[name] = [
+        sum(int(w.numpy().size) for w in model.trainable_weights),
+        model_info(name).num_params,
+        tuple(model.input_shape[1:3]) == (model_info(name).input_size,) * 2,
+        round(time.perf_counter() - start, 1),
+    ]
+    keras.backend.clear_session()
+missing = sorted(m for m in ("tensorflow", "yaml", "sklearn", "training") if m in sys.modules)
+print(json.dumps({"counts": counts, "loaded": missing}))
+"""
+
+
+SHARDS = 2
+
+
+def _fresh_venv() -> Path:
+    """A venv under build/, keyed by the requirement files and the Python version."""
+    key = hashlib.sha256()
+    for name in ("setup.cfg", "constraints.txt"):
+        key.update((ROOT / name).read_bytes())
+    key.update(sysconfig.get_python_version().encode())
+    venv = ROOT / "build" / f"venv-core-{key.hexdigest()[:12]}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    # A plain `pip install .` (no extras) with its dependencies, plus the user's backend,
+    # at the versions `make` installs; reruns reuse the installed dependencies.
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "-c", str(ROOT / "constraints.txt"),
+         str(ROOT), "jax"],
+        check=True,
+        timeout=1200,
+        cwd=venv,
+    )  # fmt: skip
+    return venv
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_pip_install_without_extras_builds_every_model_on_jax_without_tensorflow():
+    venv = _fresh_venv()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "KERAS_BACKEND", "VIRTUAL_ENV")
+    }
+    env["KERAS_BACKEND"] = "jax"
+    run = dict(env=env, cwd=venv, capture_output=True, text=True, timeout=3000)
+    # Run from the venv (not the repository) so the installed copy is imported; the
+    # registry in SHARDS processes at once (CI has 2 cores; building is single-threaded).
+    python = str(venv / "bin" / "python")
+    workers = [
+        subprocess.Popen(
+            [python, "-c", _FRESH_SCRIPT, str(i), str(SHARDS)],
+            env=env,
+            cwd=venv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(SHARDS)
+    ]
+    counts = {}
+    for worker in workers:
+        out, err = worker.communicate(timeout=3000)
+        assert worker.returncode == 0, err[-3000:]
+        report = json.loads(out.strip().splitlines()[-1])
+        assert report["loaded"] == []
+        counts.update(report["counts"])
+    print({n: v[3] for n, v in sorted(counts.items(), key=lambda kv: -kv[1][3])})  # seconds
+    assert sorted(counts) == keras_resnets.list_models()
+    wrong = {n: v for n, v in counts.items() if v[0] != v[1] or not v[2]}
+    assert wrong == {}
+    # The console command is installed, and names the extra the trainer needs.
+    command = str(venv / "bin" / "keras-resnets")
+    listed = subprocess.run([command, "models"], **run)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert listed.stdout.splitlines() == sorted(counts)
+    train = subprocess.run([command, "train", "--help"], **run)
+    assert train.returncode == 2
+    assert "pip install 'keras_resnets[train]'" in train.stderr
