@@ -30,24 +30,32 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def _per_group(op, tensors: dict, groups, strides, padding, **sizes):
+    """`op` (a `tf.raw_ops` gradient) on each group's slices of `tensors`, concatenated.
+
+    `tensors` maps the op's argument names to the full tensors, split into
+    `groups` along the channels.
+    """
+    names = list(tensors)
+    slices = zip(*(tf.split(tensors[n], groups, axis=-1) for n in names), strict=True)
+    outputs = [
+        op(
+            **dict(zip(names, group, strict=True)),
+            strides=[1, *strides, 1],
+            padding=padding.upper(),
+            **sizes,
+        )
+        for group in slices
+    ]
+    return tf.concat(outputs, axis=-1)
+
+
 def _strided_input_gradient(dy, kernel, x_shape, strides, padding, groups):
     """Per-group `Conv2DBackpropInput`: faster than a dilated gradient for strides > 1."""
     in_shape = tf.stack([x_shape[0], x_shape[1], x_shape[2], kernel.shape[2]])
-    return tf.concat(
-        [
-            tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=in_shape,
-                filter=k,
-                out_backprop=d,
-                strides=[1, *strides, 1],
-                padding=padding.upper(),
-            )
-            for d, k in zip(
-                tf.split(dy, groups, axis=-1), tf.split(kernel, groups, axis=-1), strict=True
-            )
-        ],
-        axis=-1,
-    )
+    tensors = {"out_backprop": dy, "filter": kernel}
+    op = tf.raw_ops.Conv2DBackpropInput
+    return _per_group(op, tensors, groups, strides, padding, input_sizes=in_shape)
 
 
 def _input_gradient(dy, kernel, padding, groups):
@@ -76,20 +84,10 @@ def _input_gradient(dy, kernel, padding, groups):
 def _filter_gradient(x, dy, kernel_shape, strides, padding, groups):
     """One `Conv2DBackpropFilter` per group, concatenated."""
     kh, kw, cg, filters = kernel_shape
-    return tf.concat(
-        [
-            tf.raw_ops.Conv2DBackpropFilter(
-                input=a,
-                filter_sizes=[kh, kw, cg, filters // groups],
-                out_backprop=d,
-                strides=[1, *strides, 1],
-                padding=padding.upper(),
-            )
-            for a, d in zip(
-                tf.split(x, groups, axis=-1), tf.split(dy, groups, axis=-1), strict=True
-            )
-        ],
-        axis=-1,
+    sizes = [kh, kw, cg, filters // groups]
+    op = tf.raw_ops.Conv2DBackpropFilter
+    return _per_group(
+        op, {"input": x, "out_backprop": dy}, groups, strides, padding, filter_sizes=sizes
     )
 
 
