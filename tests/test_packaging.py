@@ -163,6 +163,18 @@ def test_library_features_name_the_extra_without_tensorflow(monkeypatch, capsys)
     assert "The degradation command" in err and "pip install 'keras_resnets[train]'" in err
 
 
+def test_trainer_features_name_their_extra(monkeypatch, tmp_path):
+    from training import tune
+    from training.data import sources
+
+    monkeypatch.setitem(sys.modules, "keras_tuner", None)
+    with pytest.raises(ImportError, match=r"search needs `keras-tuner`.*\[tune\]'$"):
+        tune.tune("digits_resnet20", output_dir=str(tmp_path), max_trials=1, epochs=1)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match=r"digits data set needs `scikit-learn`.*\[train\]'$"):
+        sources.load_digits_32()
+
+
 def test_console_command_lists_its_subcommands(capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["--help"])

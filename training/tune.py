@@ -79,11 +79,12 @@ def search_space(model_name: str) -> dict[str, list]:
 
 def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
     import keras
-    import keras_tuner as kt
 
+    from keras_resnets._optional import require
     from training.optim import make_optimizer
     from training.train import build_training_model
 
+    kt = require("keras_tuner", "An architecture search")
     base_lr = cfg["optimizer"]["learning_rate"]
     generic, fixed = tunable_builder(cfg["model"]["name"])
     architecture = _model_info(cfg["model"]["name"]).architecture
@@ -162,10 +163,12 @@ def tune(
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
     import keras
-    import keras_tuner as kt
 
+    from keras_resnets._optional import require
     from training import data as data_lib
     from training.train import SMOKE_ENV, resolve, smoke_budget
+
+    kt = require("keras_tuner", "An architecture search")
 
     if smoke_budget() and max_trials > 2:
         print(f"{SMOKE_ENV}: small budget, not a real search: max_trials=2 (asked {max_trials})")

@@ -41,10 +41,12 @@ def load_digits_32(
         >>> x.shape[1:]
         (32, 32, 3)
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    from keras_resnets._optional import require
 
-    digits = load_digits()
+    datasets = require("sklearn.datasets", "The digits data set")
+    train_test_split = require("sklearn.model_selection", "The digits data set").train_test_split
+
+    digits = datasets.load_digits()
     images = digits.images.astype(np.float32) / 16.0
     images = _resize_bilinear(images, size)
     images = np.repeat(images[..., None], 3, axis=-1)
