@@ -146,6 +146,45 @@ def test_a_bad_row_names_the_argument():
     assert "ResNetBad" not in keras_resnets.list_models()
 
 
+def test_a_bad_row_is_refused_before_any_row_of_its_table_is_registered():
+    with pytest.raises(ValueError, match=r"`name` .* must be a Python identifier .*'Res Net'"):
+        Row("Res Net", {"depth": 38}, 561_370, "t")
+    with pytest.raises(ValueError, match=r"Row 'R38': `num_params` .* positive integer, got 0"):
+        Row("R38", {"depth": 38}, 0, "t")
+    with pytest.raises(TypeError, match=r"Row 'R38': `arguments` must be a mapping"):
+        Row("R38", [("depth", 38)], 561_370, "t")
+    good = Row("ResNet38Good", {"depth": 38}, 561_370, "CIFAR ResNet-38")
+    misspelt = Row("ResNet38Bad", {"dephts": 38}, 561_370, "CIFAR ResNet-38")
+    with pytest.raises(
+        TypeError, match=r"Row 'ResNet38Bad': .*'dephts'.* `CifarResNet` are depth, residual, block"
+    ):
+        register_rows(resnet.CIFAR_RESNET, [good, misspelt])
+    assert "ResNet38Good" not in keras_resnets.list_models()
+
+
+GENERIC = sorted({model_info(name).generic for name in keras_resnets.list_models()})
+
+
+@pytest.mark.parametrize("generic", GENERIC)
+def test_a_generic_builder_names_itself_for_an_unknown_option(generic):
+    info = next(
+        model_info(n) for n in keras_resnets.list_models() if model_info(n).generic == generic
+    )
+    with pytest.raises(
+        TypeError, match=rf"^{generic}\(\) got an unexpected keyword argument 'foo'"
+    ):
+        getattr(keras_resnets, generic)(**info.arguments, foo=1)
+
+
+def test_a_default_input_smaller_than_the_downsampling_is_refused():
+    with pytest.raises(
+        ValueError, match=r"downsamples by 256, more than its default input size 224"
+    ):
+        keras_resnets.ResNet((1,) * 7, widths=(8,) * 7)
+    model = keras_resnets.ResNet((1,) * 7, widths=(8,) * 7, input_shape=(256, 256, 3))
+    assert model.feature_info[-1]["reduction"] == 256
+
+
 def _cheap(info) -> bool:
     return not info.slow and info.num_params < 1_500_000
 

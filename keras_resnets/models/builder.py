@@ -153,6 +153,9 @@ def with_application_arguments(classes: int | None):
 
         @functools.wraps(fn)
         def builder(*args, **kwargs):
+            if extra is None:  # the signature is the whole list: name what is not in it
+                own_names = [p.name for p in (*leading, *trailing)]
+                check_options(fn.__name__, set(kwargs) - set(signature.parameters), own_names)
             try:
                 bound = signature.bind(*args, **kwargs)
             except TypeError as error:
@@ -235,6 +238,12 @@ def _resolve_input_shape(
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape[1:])
     if input_shape is None:
+        if include_top and default_size < min_size:
+            raise ValueError(
+                f"`input_shape` must be given: this network downsamples by {min_size}, more "
+                f"than its default input size {default_size}; use at least "
+                f"({min_size}, {min_size}, 3), or `include_top=False`."
+            )
         size = default_size if include_top else None
         return (size, size, 3)
     if not isinstance(input_shape, Sequence) or isinstance(input_shape, str):
@@ -440,6 +449,27 @@ Example:
 """
 
 
+def check_options(builder_name: str, options, accepted) -> None:
+    """Refuse an option a builder does not take.
+
+    Args:
+        builder_name: the public builder's name (`"ResNet50"`, `"ResNet"`).
+        options: the keyword arguments given besides the keras.applications ones.
+        accepted: the option names the builder takes.
+
+    Raises:
+        TypeError: an unknown option; the message names it and lists `accepted`.
+    """
+    accepted = tuple(accepted)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        allowed = ", ".join(accepted) if accepted else "none"
+        raise TypeError(
+            f"{builder_name}() got an unexpected keyword argument {unknown[0]!r}; "
+            f"besides the keras.applications arguments it takes: {allowed}."
+        )
+
+
 def application_builder(
     model_name: str,
     spec,
@@ -482,13 +512,7 @@ def application_builder(
 
     @with_application_arguments(classes=spec.default_classes)
     def builder(*, application, **kwargs) -> keras.Model:
-        unknown = sorted(set(kwargs) - set(accepted))
-        if unknown:
-            allowed = ", ".join(accepted) if accepted else "none"
-            raise TypeError(
-                f"{model_name}() got an unexpected keyword argument {unknown[0]!r}; "
-                f"besides the keras.applications arguments it takes: {allowed}."
-            )
+        check_options(model_name, kwargs, accepted)
         return build(spec, model_name=model_name, **application, **kwargs)
 
     builder.__name__ = builder.__qualname__ = model_name

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -70,6 +71,25 @@ class Row:
     family: str | None = None
     paper: str | None = None
     aliases: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        for name in (self.name, *self.aliases):
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(
+                    f"A row's `name` (and each alias) must be a Python identifier such as "
+                    f"'ResNet26', got {name!r}."
+                )
+        if not isinstance(self.arguments, Mapping):
+            raise TypeError(
+                f"Row {self.name!r}: `arguments` must be a mapping of the generic builder's "
+                f"arguments, got {type(self.arguments).__name__}."
+            )
+        count = self.num_params
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ValueError(
+                f"Row {self.name!r}: `num_params` must be the exact trainable parameter "
+                f"count, a positive integer, got {count!r}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +176,17 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
+def _architecture_arguments(family: Family) -> list[str]:
+    from keras_resnets.models.builder import APPLICATION_ARGUMENTS
+
+    parameters = inspect.signature(family.generic).parameters.values()
+    return [
+        p.name
+        for p in parameters
+        if p.name not in APPLICATION_ARGUMENTS and p.kind != p.VAR_KEYWORD
+    ]
+
+
 def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[..., keras.Model]]:
     """Register every row of a family's table; return `{name: builder}`.
 
@@ -172,7 +203,9 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
 
     Raises:
         ValueError: a name is registered twice, or a row's arguments are
-            invalid for the family (the family's spec function says which).
+            invalid for the family (the family's spec function says which);
+            nothing of the table is registered then.
+        TypeError: a row names an argument the family does not take.
 
     Example:
         >>> from keras_resnets.models.resnet import RESNET
@@ -182,12 +215,22 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
     """
     from keras_resnets.models.builder import application_builder
 
-    builders = {}
-    for row in rows:
+    rows = list(rows)
+    specs, seen = [], set()
+    for row in rows:  # every row is checked before any is registered
         for name in (row.name, *row.aliases):
-            if name in _REGISTRY:
+            if name in _REGISTRY or name in seen:
                 raise ValueError(f"Model {name!r} is registered twice.")
-        spec = family.spec(**row.arguments)
+            seen.add(name)
+        try:
+            specs.append(family.spec(**row.arguments))
+        except TypeError as exc:
+            raise TypeError(
+                f"Row {row.name!r}: {exc}; the architecture arguments of "
+                f"`{family.generic.__name__}` are {', '.join(_architecture_arguments(family))}."
+            ) from None
+    builders = {}
+    for row, spec in zip(rows, specs, strict=True):
         options = family.options(spec)
         builder = application_builder(
             row.name,

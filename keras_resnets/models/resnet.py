@@ -25,6 +25,7 @@ from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochast
 from keras_resnets.models.builder import (
     build_model,
     check_depth,
+    check_options,
     stage_info,
     stochastic_depth_options,
     with_application_arguments,
@@ -568,6 +569,7 @@ def ResNet(
     spec = resnet_spec(depths, widths, block, stem, residual=residual)
     layers = (2 if spec.block == "basic" else 3) * sum(spec.depths) + 2
     application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{layers}"
+    check_options("ResNet", options, resnet_options(spec))
     model_name = f"ResNet(depths={spec.depths})"
     return build_resnet(spec, model_name=model_name, **application, **options)
 
@@ -608,6 +610,7 @@ def CifarResNet(
         >>> r164 = keras_resnets.CifarResNet(164, block="bottleneck", unit="full_preactivation")
     """
     spec = cifar_spec(depth, residual=residual, block=block)
+    check_options("CifarResNet", options, resnet_options(spec))
     application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{depth}"
     return build_resnet(spec, model_name=f"CifarResNet(depth={depth})", **application, **options)
 

@@ -25,11 +25,12 @@ from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
 from keras_resnets.models.builder import (
     check_depth,
+    check_options,
     stochastic_depth_options,
     with_application_arguments,
 )
 from keras_resnets.models.registry import Family, Option, Row, register_rows
-from keras_resnets.models.resnet import ResNetSpec, build_resnet, resnet_spec
+from keras_resnets.models.resnet import ResNetSpec, build_resnet, resnet_options, resnet_spec
 from keras_resnets.utils import check_choice, check_int
 
 XIE2017 = "Xie et al. 2017"
@@ -76,6 +77,11 @@ def _resnext_spec(spec: ResNetSpec, cardinality, base_width) -> ResNetSpec:
             f"{-(-64 // spec.widths[0])}."
         )
     return spec
+
+
+def _generic_options(spec: ResNetSpec) -> list[str]:
+    """What the generic builders take: every option of `build_resnet` and `build_resnext`."""
+    return list({**resnext_options(spec), **resnet_options(spec)})
 
 
 def build_resnext(
@@ -240,7 +246,9 @@ def ResNeXt(
         name: the model name (default `"resnext{layers}_{cardinality}x{base_width}d"`).
         **options: `form`, `implementation`, `shortcut`, `stride_in_1x1`,
             `drop_path_rate`, `stochastic_depth_mode`, `stochastic_depth_scale`,
-            `stochastic_depth_seed` as for `ResNeXt50`.
+            `stochastic_depth_seed` as for `ResNeXt50`; `unit`,
+            `shortcut_variant` and `gate_bias` as for `ResNet50` (the
+            paper's ResNeXt is `unit="original"`, the only unit of forms a/b).
 
     Returns:
         A functional `keras.Model`.
@@ -255,6 +263,7 @@ def ResNeXt(
     spec = resnext_spec(depths, cardinality, base_width, widths)
     layers = 3 * sum(spec.depths) + 2
     application["name"] = application["name"] or f"resnext{layers}_{cardinality}x{base_width}d"
+    check_options("ResNeXt", options, _generic_options(spec))
     model_name = f"ResNeXt(depths={spec.depths})"
     return build_resnext(spec, model_name=model_name, **application, **options)
 
@@ -280,7 +289,9 @@ def CifarResNeXt(
             classifier_activation, name: as for `ResNet20`.
         **options: `form`, `implementation`, `shortcut`, `stride_in_1x1`,
             `drop_path_rate`, `stochastic_depth_mode`, `stochastic_depth_scale`,
-            `stochastic_depth_seed` as for `ResNeXt29_8x64d`.
+            `stochastic_depth_seed` as for `ResNeXt29_8x64d`; `unit`,
+            `shortcut_variant` and `gate_bias` as for `ResNet50` (the
+            paper's ResNeXt is `unit="original"`, the only unit of forms a/b).
 
     Returns:
         A functional `keras.Model`.
@@ -295,6 +306,7 @@ def CifarResNeXt(
     check_int("cardinality", cardinality)
     check_int("base_width", base_width)
     spec = cifar_resnext_spec(depth, cardinality, base_width)
+    check_options("CifarResNeXt", options, _generic_options(spec))
     application["name"] = application["name"] or f"resnext{depth}_{cardinality}x{base_width}d"
     model_name = f"CifarResNeXt(depth={depth})"
     return build_resnext(spec, model_name=model_name, **application, **options)
