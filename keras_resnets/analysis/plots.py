@@ -5,18 +5,14 @@ Install with `pip install keras_resnets[analysis]`.
 
 from __future__ import annotations
 
+from keras_resnets._optional import require
 from keras_resnets.utils import atomic_write
 
 
 def _figure(rows: int, cols: int, figsize, **kwargs):
     """A matplotlib Figure with its axes, without pyplot (no display, no global state)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "The analysis plots need matplotlib: pip install 'keras_resnets[analysis]'."
-        ) from exc
-    fig = Figure(figsize=figsize)
+    figure = require("matplotlib.figure", "The analysis plots")
+    fig = figure.Figure(figsize=figsize)
     return fig, fig.subplots(rows, cols, squeeze=False, **kwargs)[0]
 
 

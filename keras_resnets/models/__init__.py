@@ -1,25 +1,24 @@
 """Model families. Importing this package registers every builder.
 
 Each family module holds its table of rows, registers them with
-`registry.register_rows` and defines `__all__` with its public builders (the
-generic ones and the rows'); add one import line here per family.
+`registry.register_rows` and lists its public builders (the generic ones and
+the rows') in `__all__`. `FAMILIES` names the modules: a new family is one
+entry there (docs/architecture.md).
 """
 
-from keras_resnets.models import densenet, highway, preact, resnet, resnext, wide_resnet
-from keras_resnets.models.densenet import *  # noqa: F403
-from keras_resnets.models.highway import *  # noqa: F403
-from keras_resnets.models.preact import *  # noqa: F403
+import importlib
+
 from keras_resnets.models.registry import get_model, list_models, model_info, model_table
-from keras_resnets.models.resnet import *  # noqa: F403
-from keras_resnets.models.resnext import *  # noqa: F403
-from keras_resnets.models.wide_resnet import *  # noqa: F403
 
-_FAMILIES = (resnet, preact, highway, densenet, resnext, wide_resnet)
+#: The family modules, in registration order.
+FAMILIES = ("resnet", "preact", "highway", "densenet", "resnext", "wide_resnet")
 
-__all__ = [
-    "get_model",
-    "list_models",
-    "model_info",
-    "model_table",
-    *(name for family in _FAMILIES for name in family.__all__),
-]
+_public = []
+for _family in FAMILIES:
+    _module = importlib.import_module(f"keras_resnets.models.{_family}")
+    globals().update({name: getattr(_module, name) for name in _module.__all__})
+    _public += _module.__all__
+
+del _family, _module
+
+__all__ = ["get_model", "list_models", "model_info", "model_table", *_public]
