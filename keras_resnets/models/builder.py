@@ -2,22 +2,20 @@
 
 Every family turns its spec into a `body(x) -> (features, feature_info)`
 function and calls `build_model`; nothing else in the package creates inputs
-or heads. The keras.applications arguments are named once,
-`APPLICATION_ARGUMENTS`; every builder gets them from `with_application_arguments`. The body records its stem and stages while it builds them
+or heads. The body records its stem and stages while it builds them
 (`stage_info`), so `feature_info` is what was built, never a guess from names.
+The public builders' signature, options and docstring are
+`keras_resnets.models.application`'s.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import sys
 from collections.abc import Callable, Sequence
 
 import keras
 
 from keras_resnets.models.network import Network
-from keras_resnets.models.registry import Option
 
 _POOLINGS = (None, "avg", "max")
 # Keras walks a functional graph recursively (building, saving, cloning);
@@ -32,146 +30,8 @@ def _ensure_recursion_limit() -> None:
 
 CLASSIFIER_NAME = "head_fc"
 
+
 # The keras.applications arguments every builder takes, in signature order.
-APPLICATION_ARGUMENTS = (
-    "include_top",
-    "weights",
-    "input_tensor",
-    "input_shape",
-    "pooling",
-    "classes",
-    "classifier_activation",
-    "name",
-)
-
-
-def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
-    """The stochastic-depth options every residual family takes (`STOCHASTIC_DEPTH_DOC`).
-
-    Args:
-        search: whether a hyper-parameter search tries `drop_path_rate`
-            (0, 0.2, 0.5); False for the plain networks, which refuse it.
-
-    Returns:
-        `{option: Option}` in the builders' order.
-    """
-    from keras_resnets.layers.stochastic_depth import MODES, SCALES
-
-    return {
-        "drop_path_rate": Option(0.0, search=(0.0, 0.2, 0.5) if search else ()),
-        "stochastic_depth_mode": Option("batch", MODES),
-        "stochastic_depth_scale": Option(None, (None, *SCALES)),
-        "stochastic_depth_seed": Option(None),
-    }
-
-
-def check_depth(depth, *, step: int, extra: int, layout: str, argument: str = "depth", shown=6):
-    """The n of a network of `depth` = `step` * n + `extra` layers.
-
-    Args:
-        depth: the depth asked for.
-        step: weighted layers per unit of n (6 for three stages of basic blocks).
-        extra: layers outside the stages (stem, classifier, ...).
-        layout: what the formula describes, for the message.
-        argument: the argument's name in the message.
-        shown: how many valid depths the message lists.
-
-    Returns:
-        n, at least 1.
-
-    Raises:
-        ValueError: naming `argument`, the value and the valid depths.
-    """
-    from keras_resnets.utils import check_int
-
-    check_int(argument, depth, minimum=step + extra)
-    if (depth - extra) % step:
-        valid = ", ".join(str(step * n + extra) for n in range(1, shown + 1))
-        raise ValueError(
-            f"`{argument}` must be {step}n + {extra} for {layout}, got {depth}; "
-            f"valid depths are {valid}, ..."
-        )
-    return (depth - extra) // step
-
-
-def _application_parameters(classes: int | None) -> list[inspect.Parameter]:
-    defaults = dict.fromkeys(APPLICATION_ARGUMENTS)
-    defaults.update(include_top=True, classes=classes, classifier_activation="softmax")
-    # String annotations, as `from __future__ import annotations` writes them.
-    annotations = {
-        "include_top": "bool",
-        "classes": "int" if classes is not None else "int | None",
-        "name": "str | None",
-    }
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    empty = inspect.Parameter.empty
-    return [
-        inspect.Parameter(key, kind, default=defaults[key], annotation=annotations.get(key, empty))
-        for key in APPLICATION_ARGUMENTS
-    ]
-
-
-def with_application_arguments(classes: int | None):
-    """Give a builder the keras.applications arguments, declared once here.
-
-    The decorated function takes its architecture arguments as ordinary
-    parameters, its family options as keyword-only ones (or `**options`)
-    and a keyword-only `application` dict. The public signature is the
-    architecture arguments, then `include_top, weights, input_tensor,
-    input_shape, pooling, classes, classifier_activation, name` (as
-    keras.applications), then the options, so positional calls work as
-    with a hand-written signature; `inspect.signature` shows it.
-
-    Args:
-        classes: the default of `classes`.
-
-    Returns:
-        The decorator.
-
-    Example:
-        >>> @with_application_arguments(classes=10)
-        ... def Tiny(depth=8, *, application, **options): ...
-        >>> list(inspect.signature(Tiny).parameters)[:3]
-        ['depth', 'include_top', 'weights']
-    """
-
-    def decorate(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        own = inspect.signature(fn).parameters.values()
-        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-        leading = [p for p in own if p.kind == kind]
-        trailing = [
-            p.replace(kind=kind)
-            for p in own
-            if p.kind == p.KEYWORD_ONLY and p.name != "application"
-        ]
-        variadic = [p for p in own if p.kind == p.VAR_KEYWORD]
-        signature = inspect.Signature(
-            [*leading, *_application_parameters(classes), *trailing, *variadic],
-            return_annotation=inspect.signature(fn).return_annotation,
-        )
-        extra = variadic[0].name if variadic else None
-
-        @functools.wraps(fn)
-        def builder(*args, **kwargs):
-            if extra is None:  # the signature is the whole list: name what is not in it
-                own_names = [p.name for p in (*leading, *trailing)]
-                check_options(fn.__name__, set(kwargs) - set(signature.parameters), own_names)
-            try:
-                bound = signature.bind(*args, **kwargs)
-            except TypeError as error:
-                raise TypeError(f"{fn.__name__}(): {error}") from None
-            bound.apply_defaults()
-            arguments = dict(bound.arguments)
-            application = {key: arguments.pop(key) for key in APPLICATION_ARGUMENTS}
-            options = arguments.pop(extra, {}) if extra else {}
-            return fn(**arguments, application=application, **options)
-
-        builder.__signature__ = signature
-        return builder
-
-    return decorate
-
-
 def stage_info(name: str, tensor, reduction: int) -> dict:
     """One `feature_info` entry, recorded by a family's body as it builds a stage.
 
@@ -414,120 +274,3 @@ def build_model(
 
         load_weights_file(model, weights)
     return model
-
-
-APPLICATION_DOC = """{title}.
-
-{summary}
-
-Args:
-    include_top: whether to include the global-average-pool + dense classifier.
-    weights: None (random initialisation) or the path to a `.weights.h5` or
-        `.keras` file of this architecture.{pretrained}
-    input_tensor: optional Keras tensor to use as the model's input.
-    input_shape: `(height, width, channels)`; defaults to
-        `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
-        without. Height and width must be at least {min_size}.
-    pooling: with `include_top=False`: None (the last feature
-        map{pooling_note}), `"avg"` or `"max"` (global pooling to a vector).
-    classes: number of classes of the classifier (default {classes}).
-    classifier_activation: activation of the classifier (`"softmax"`,
-        None for logits, ...).
-    name: the model name (default `"{lower}"`).
-{options}
-Returns:
-    A functional `keras.Model`.
-
-Raises:
-    ValueError: a bad argument value (the message names the argument).
-    TypeError: an option this model does not take.
-
-Example:
-    >>> model = keras_resnets.{name}({example})
-    >>> model.count_params() > 0
-    True
-"""
-
-
-def check_options(builder_name: str, options, accepted) -> None:
-    """Refuse an option a builder does not take.
-
-    Args:
-        builder_name: the public builder's name (`"ResNet50"`, `"ResNet"`).
-        options: the keyword arguments given besides the keras.applications ones.
-        accepted: the option names the builder takes.
-
-    Raises:
-        TypeError: an unknown option; the message names it and lists `accepted`.
-    """
-    accepted = tuple(accepted)
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        allowed = ", ".join(accepted) if accepted else "none"
-        raise TypeError(
-            f"{builder_name}() got an unexpected keyword argument {unknown[0]!r}; "
-            f"besides the keras.applications arguments it takes: {allowed}."
-        )
-
-
-def application_builder(
-    model_name: str,
-    spec,
-    build: Callable[..., keras.Model],
-    *,
-    title: str,
-    summary: str,
-    options: Sequence[str] = (),
-    options_doc: str = "",
-    pooling_note: str = "",
-    example: str = "",
-) -> Callable[..., keras.Model]:
-    """Make the keras.applications-style builder function of one named model.
-
-    Every registered builder (`ResNet50`, `ResNeXt29_8x64d`, `DenseNet121`,
-    ...) is made here: the keras.applications arguments, the family's
-    `options` (anything else is a `TypeError` naming the model and listing
-    its options), and a docstring from `APPLICATION_DOC`.
-
-    Args:
-        model_name: the registry name, also the function's `__name__`.
-        spec: the family's spec; needs `default_size`, `default_classes` and
-            `total_stride`.
-        build: called as `build(spec, model_name=..., include_top=..., ...,
-            name=..., **options)`.
-        title: first docstring line.
-        summary: docstring paragraph describing the architecture.
-        options: names of the family options the builder accepts.
-        options_doc: their `Args:` entries (indented by four spaces).
-        pooling_note: text after "the last feature map" in `pooling`'s entry.
-        example: arguments shown in the docstring's example call.
-
-    Returns:
-        The builder function; its `options` attribute is the tuple of
-        accepted option names.
-    """
-    from keras_resnets.weights.pretrained import pretrained_doc
-
-    accepted = tuple(options)
-
-    @with_application_arguments(classes=spec.default_classes)
-    def builder(*, application, **kwargs) -> keras.Model:
-        check_options(model_name, kwargs, accepted)
-        return build(spec, model_name=model_name, **application, **kwargs)
-
-    builder.__name__ = builder.__qualname__ = model_name
-    builder.options = accepted
-    builder.__doc__ = APPLICATION_DOC.format(
-        title=title,
-        summary=summary,
-        pretrained=pretrained_doc(model_name),
-        size=spec.default_size,
-        min_size=spec.total_stride,
-        pooling_note=pooling_note,
-        classes=spec.default_classes,
-        lower=model_name.lower(),
-        options=options_doc,
-        name=model_name,
-        example=example,
-    )
-    return builder

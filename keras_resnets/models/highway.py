@@ -15,7 +15,8 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers.highway import default_transform_bias
-from keras_resnets.models.builder import build_model, stage_info, with_application_arguments
+from keras_resnets.models.application import with_application_arguments
+from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_choice, check_int
 

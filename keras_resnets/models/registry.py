@@ -177,7 +177,7 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 
 def _architecture_arguments(family: Family) -> list[str]:
-    from keras_resnets.models.builder import APPLICATION_ARGUMENTS
+    from keras_resnets.models.application import APPLICATION_ARGUMENTS
 
     parameters = inspect.signature(family.generic).parameters.values()
     return [
@@ -213,7 +213,7 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
         ...           num_params=15_995_176, title="ResNet-26")
         >>> builders = register_rows(RESNET, [row])  # keras_resnets.get_model("ResNet26")
     """
-    from keras_resnets.models.builder import application_builder
+    from keras_resnets.models.application import application_builder
 
     rows = list(rows)
     specs, seen = [], set()

@@ -22,14 +22,13 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC, stochastic_depth_schedule
-from keras_resnets.models.builder import (
-    build_model,
+from keras_resnets.models.application import (
     check_depth,
     check_options,
-    stage_info,
     stochastic_depth_options,
     with_application_arguments,
 )
+from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
 from keras_resnets.weights.pretrained import available_weights

@@ -23,7 +23,7 @@ from keras_resnets import blocks
 from keras_resnets.blocks.resnext import copy_form_weights  # noqa: F401 (public here too)
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
 from keras_resnets.layers.stochastic_depth import STOCHASTIC_DEPTH_DOC
-from keras_resnets.models.builder import (
+from keras_resnets.models.application import (
     check_depth,
     check_options,
     stochastic_depth_options,

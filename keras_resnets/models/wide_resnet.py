@@ -17,13 +17,12 @@ import keras
 
 from keras_resnets import blocks
 from keras_resnets.layers.stochastic_depth import stochastic_depth_schedule
-from keras_resnets.models.builder import (
-    build_model,
+from keras_resnets.models.application import (
     check_depth,
-    stage_info,
     stochastic_depth_options,
     with_application_arguments,
 )
+from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_fraction, check_int
 
