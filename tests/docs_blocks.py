@@ -62,8 +62,8 @@ SUBSTITUTIONS = [
     ),
     (
         re.compile(r"^keras-resnets\b(.*)$"),
-        lambda match, root: f"python -m keras_resnets.cli{match.group(1)}",
-        "the console command is `keras_resnets.cli:main`; the suite's python may not be on PATH",
+        lambda match, root: f"python -m training.cli{match.group(1)}",
+        "the console command is `training.cli:main`; the suite's python may not be on PATH",
     ),
     (
         re.compile(r"^pip install '?keras_resnets\[(\w+)\]'?.*$"),

@@ -17,6 +17,7 @@ from model_checks import randomise_batchnorm
 import keras_resnets
 from keras_resnets import analysis, blocks
 from keras_resnets.analysis.__main__ import build_and_train, main
+from training import cli
 
 # Digits at their native 8x8 (CIFAR networks accept any size >= 4): fast to
 # train on a CPU, and what the lesion margin below is measured on.
@@ -38,7 +39,7 @@ def _copy(model):
 
 @pytest.fixture(scope="module")
 def digits_small():
-    from training.data import load_digits_32
+    from keras_resnets.datasets import load_digits_32
 
     return load_digits_32(seed=0, size=SIZE)
 
@@ -432,7 +433,8 @@ def test_degradation_command_trains_through_the_trainer(tmp_path, capsys):
     argv = ["degradation", "--models", "Plain20", "ResNet20", "--epochs", "2",
             "--set", "data.image_size=8", "--set", "train.steps_per_epoch=4",
             "--seed", "3", "--output-dir", out]  # fmt: skip
-    assert main(argv) == 0
+    # The console command's route (`keras-resnets analysis degradation`) to training.degradation.
+    assert cli.main(["analysis", *argv]) == 0
     payload, lines = _check_outputs(out, "degradation")
     assert payload["recipe"] == "digits_resnet20" and len(lines) == 3
     for name in ("Plain20", "ResNet20"):

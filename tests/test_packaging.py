@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 import keras_resnets
-from keras_resnets import _optional, cli
+from keras_resnets import _optional
+from training import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = {"keras", "numpy", "h5py", "safetensors"}
@@ -108,29 +109,142 @@ def test_no_module_level_import_outside_the_core():
     assert found == {}
 
 
-def test_the_library_never_imports_the_trainer():
-    """Importing every keras_resnets module (fresh process, JAX) loads no `training`, no TF."""
+def _library_main_modules() -> list[str]:
+    """The library's modules with a command line: a top-level `def main` (read from source)."""
+    found = []
+    for path in sorted((ROOT / "keras_resnets").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return found
+
+
+def test_the_library_never_imports_the_trainer(tmp_path):
+    """In a fresh process (JAX): import every keras_resnets module, run every library
+    command line's `--help`, parse each analysis command's arguments, run `schedule` and
+    load the digits: neither `training` nor TensorFlow is loaded; then run `lesion` on
+    the digits: still no `training`.
+    """
     code = textwrap.dedent(
         """
-        import importlib, json, pkgutil, sys
+        import contextlib, importlib, io, json, pkgutil, re, sys
         import keras_resnets
         names = [m.name for m in pkgutil.walk_packages(keras_resnets.__path__, "keras_resnets.")
                  if not m.name.endswith("_tf_grouped_conv")]
-        for name in names:
-            importlib.import_module(name)
+        modules = [importlib.import_module(name) for name in names]
+
+        def status(main, argv):
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                try:
+                    code = main(argv)
+                except SystemExit as exc:
+                    code = exc.code
+            return code, out.getvalue(), err.getvalue()
+
+        helped = {}
+        for module in modules:
+            main = getattr(module, "main", None)
+            if callable(main) and main.__module__ == module.__name__:
+                helped[module.__name__] = status(main, ["--help"])[0]
+        from keras_resnets.analysis import __main__ as analysis
+        usage = status(analysis.main, ["--help"])[1]
+        commands = re.search(r"{([\\w,]+)}", usage).group(1).split(",")
+        subcommands, parsed = {}, {}
+        for command in commands:
+            code, _, err = status(analysis.main, [command, "--help"])
+            subcommands[command] = [code, err]
+            if command != "degradation":
+                parsed[command] = analysis._parser().parse_args([command]).command
+        schedule = status(analysis.main, ["schedule", "--num-blocks", "3",
+                                          "--output-dir", sys.argv[1]])[0]
+        from keras_resnets.datasets import load_digits_32
+        (x, y), (xt, yt) = load_digits_32(size=8)
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("training", "tensorflow"))
-        print(json.dumps({"imported": len(names), "loaded": loaded}))
+        # A command on the digits, untrained (Keras's own set_random_seed may load TensorFlow).
+        lesion = status(analysis.main, ["lesion", "--models", "ResNet20", "--epochs", "0",
+                                        "--image-size", "8", "--max-deletions", "1", "--draws",
+                                        "1", "--max-swaps", "0", "--output-dir", sys.argv[1]])[0]
+        trainer = sorted(m for m in sys.modules if m.split(".")[0] == "training")
+        print(json.dumps({"imported": len(names), "helped": helped, "subcommands": subcommands,
+                          "parsed": parsed, "schedule": schedule, "lesion": lesion,
+                          "digits": [list(x.shape), len(xt)], "loaded": loaded,
+                          "trainer": trainer}))
         """
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
     result = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code, str(tmp_path)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     modules = [m.name for m in pkgutil.walk_packages(keras_resnets.__path__, "keras_resnets.")]
     assert report["imported"] == len(modules) - 1  # all but the TF-backend grouped conv
+    mains = _library_main_modules()
+    assert "keras_resnets.analysis.__main__" in mains
+    assert report["helped"] == dict.fromkeys(mains, 0)  # every `--help` exits 0
+    subcommands = report["subcommands"]
+    assert "degradation" in subcommands and len(subcommands) >= 5
+    code, err = subcommands.pop("degradation")
+    assert code == 2
+    assert "keras-resnets analysis degradation" in err and "python -m training.degradation" in err
+    assert subcommands == {c: [0, ""] for c in subcommands}
+    assert report["parsed"] == {c: c for c in subcommands}
+    assert report["schedule"] == 0 and (tmp_path / "schedule.png").is_file()
+    assert report["lesion"] == 0 and (tmp_path / "lesion.png").is_file()
+    assert report["digits"] == [[1437, 8, 8, 3], 360]
     assert report["loaded"] == []
+    assert report["trainer"] == []
+
+
+def _trainer_imports(source: str, name: str = "<source>") -> list[str]:
+    """Every import of `training` in `source`, at any depth: `import training...`,
+    `from training... import`, `importlib.import_module("training...")`, `__import__(...)`.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            names = [node.module]
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None))
+            in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            names = [node.args[0].value]
+        else:
+            continue
+        found += [f"{name}:{node.lineno}: {n}" for n in names if n.split(".")[0] == "training"]
+    return found
+
+
+def test_no_library_source_imports_the_trainer():
+    """No `import training` / `from training` anywhere under keras_resnets/, even in a function."""
+    sample = (
+        "import training\n"
+        "def f():\n"
+        "    from training.train import run\n"
+        "    import importlib\n"
+        "    importlib.import_module('training.degradation')\n"
+        "    __import__('training.cli')\n"
+        "    from keras_resnets import training_utils\n"
+    )
+    assert len(_trainer_imports(sample)) == 4  # the check sees each form
+    found = []
+    for path in sorted((ROOT / "keras_resnets").rglob("*.py")):
+        rel = str(path.relative_to(ROOT))
+        found += _trainer_imports(path.read_text(encoding="utf-8"), rel)
+    assert found == []
 
 
 @pytest.mark.parametrize("module", sorted(_optional.EXTRAS))
@@ -150,7 +264,6 @@ def test_require_refuses_a_module_that_is_not_optional():
 
 def test_library_features_name_the_extra_without_tensorflow(monkeypatch, capsys):
     from keras_resnets import unit_gradients
-    from keras_resnets.analysis import __main__ as analysis_cli
 
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(ImportError, match=r"pip install 'keras_resnets\[tensorflow\]'$"):
@@ -158,7 +271,7 @@ def test_library_features_name_the_extra_without_tensorflow(monkeypatch, capsys)
     assert cli.main(["train", "--help"]) == 2
     assert capsys.readouterr().err.strip().endswith("pip install 'keras_resnets[train]'")
     monkeypatch.setitem(sys.modules, "yaml", None)
-    assert analysis_cli.main(["degradation", "--models", "ResNet20"]) == 2
+    assert cli.main(["analysis", "degradation", "--models", "ResNet20"]) == 2
     err = capsys.readouterr().err
     assert "The degradation command" in err and "pip install 'keras_resnets[train]'" in err
 
@@ -208,6 +321,37 @@ def test_each_subcommand_forwards_to_its_python_m_form(name, capsys):
         return text.split("\n\n", 1)[1]
 
     assert "--help" in ours and options(ours) == options(theirs)
+
+
+@pytest.mark.parametrize(
+    "route", [(name, *r) for name, command in cli.COMMANDS.items() for r in command.routes]
+)
+def test_each_routed_subcommand_forwards_to_its_python_m_form(route, capsys):
+    """`keras-resnets analysis degradation --help` prints `python -m training.degradation --help`."""
+    import importlib
+
+    name, first, module = route
+    with pytest.raises(SystemExit) as info:
+        cli.main([name, first, "--help"])
+    assert info.value.code == 0
+    ours = capsys.readouterr().out
+    assert ours.startswith(f"usage: python -m {module} ")
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    assert capsys.readouterr().out == ours
+
+
+def test_library_degradation_points_to_the_trainer(capsys):
+    """`python -m keras_resnets.analysis degradation ...` exits 2 naming the two commands."""
+    from keras_resnets.analysis import __main__ as analysis_cli
+
+    assert analysis_cli.main(["degradation", "--models", "ResNet20", "--epochs", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"error: {analysis_cli.DEGRADATION_MOVED}\n"
+    assert "`keras-resnets analysis degradation ...`" in captured.err
+    assert "`python -m training.degradation ...`" in captured.err
+    assert cli.COMMANDS["analysis"].routes == (("degradation", "training.degradation"),)
 
 
 def test_models_subcommand_lists_the_registry(capsys):

@@ -15,8 +15,10 @@
   `ValueError` naming it.
 
 The command line (`python -m keras_resnets.analysis --help`) runs each
-experiment on the built-in digits data and writes a PNG and the numbers
-(CSV and JSON) to an output folder. Plotting needs matplotlib
+experiment on the built-in digits data (`keras_resnets.datasets`) and writes
+a PNG and the numbers (CSV and JSON, `analysis.report`) to an output folder;
+the degradation experiment trains through the trainer, so it is
+`keras-resnets analysis degradation` (`python -m training.degradation`). Plotting needs matplotlib
 (`pip install 'keras_resnets[analysis]'`), imported only when plotting.
 """
 

@@ -2,8 +2,10 @@
 
 Commands:
     gradients    per-layer gradient norms, plain vs residual of the same depth
-    degradation  train plain and residual networks with one recipe (through
-                 the trainer) and plot training and test error per epoch
+    degradation  train plain and residual networks with one recipe and plot
+                 training and test error per epoch: it trains through the
+                 trainer, so it runs as `keras-resnets analysis degradation`
+                 or `python -m training.degradation` (same arguments)
     lesion       delete / reorder blocks of trained networks at test time
     paths        path-length distribution and gradient by path length
     schedule     stochastic-depth survival probability per block
@@ -15,48 +17,23 @@ Each writes `<command>.png`, `<command>.csv` and `<command>.json` into
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import os
 import sys
 
 from keras_resnets._optional import require
+from keras_resnets.analysis.report import add_common_arguments, print_table, write_outputs
+from keras_resnets.utils import cli_error
 
-DEFAULT_OUTPUT = os.path.join("runs", "analysis")
 #: The small-budget switch of `training.train` (`KERAS_RESNETS_SMOKE=1`).
 SMOKE_ENV = "KERAS_RESNETS_SMOKE"
 
-
-def _write_text(path: str, text: str) -> None:
-    from keras_resnets.utils import atomic_write_text
-
-    atomic_write_text(path, text)  # never a half-written file under the final name
-
-
-def write_outputs(output_dir: str, stem: str, rows: list[dict], payload) -> list[str]:
-    """Write `<stem>.csv` (rows) and `<stem>.json` (payload) into `output_dir`.
-
-    Args:
-        output_dir: the folder (created if needed).
-        stem: file name without extension.
-        rows: the table, one dict per row (same keys).
-        payload: anything JSON-serialisable (the full numbers).
-
-    Returns:
-        The two paths written.
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    csv_path = os.path.join(output_dir, f"{stem}.csv")
-    json_path = os.path.join(output_dir, f"{stem}.json")
-    _write_text(csv_path, buffer.getvalue())
-    _write_text(json_path, json.dumps(payload, indent=2) + "\n")
-    return [csv_path, json_path]
+#: Why `python -m keras_resnets.analysis degradation` does not run here.
+DEGRADATION_MOVED = (
+    "`degradation` trains through the trainer (training/), which the library never "
+    "imports: run it as `keras-resnets analysis degradation ...` or "
+    "`python -m training.degradation ...` (same arguments; the trainer needs "
+    "pip install 'keras_resnets[train]')"
+)
 
 
 def _publish(args, stem: str, rows: list[dict], payload, plot, plotted, **plot_options) -> str:
@@ -71,28 +48,9 @@ def _publish(args, stem: str, rows: list[dict], payload, plot, plotted, **plot_o
     return png
 
 
-def print_table(rows: list[dict], columns: list[str] | None = None) -> None:
-    """Print rows as an aligned text table (floats with 4 significant digits)."""
-    if not rows:
-        return
-    columns = columns or list(rows[0])
-
-    def fmt(value) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return "-" if value is None else str(value)
-
-    cells = [[fmt(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-
-
 def _digits(image_size: int, seed: int):
-    # The digits loader lives with the trainer's data sources; it needs scikit-learn only.
     require("sklearn", "The digits data of the analysis commands", extra="analysis")
-    from training.data import load_digits_32
+    from keras_resnets.datasets import load_digits_32
 
     return load_digits_32(seed=seed, size=image_size)
 
@@ -202,64 +160,6 @@ def cmd_gradients(args) -> int:
         norms,
         title=f"Gradient norm per layer, {state}",
     )
-    print(f"wrote {png}")
-    return 0
-
-
-def cmd_degradation(args) -> int:
-    purpose = "The degradation command (it trains through `training.train.run`)"
-    yaml = require("yaml", purpose, extra="train")
-    require("tensorflow", purpose, extra="train")
-    from keras_resnets.analysis.plots import plot_degradation
-    from training.train import run  # imported here: the library never imports the trainer
-
-    overrides = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --set expects key=value, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)  # YAML rules, as the trainer's --set
-    # --seed is the runs' seed (weights, shuffling, augmentation), as for the other commands;
-    # an explicit --set train.seed=... wins.
-    overrides.setdefault("train.seed", args.seed)
-    histories, rows, runs = {}, [], {}
-    for name in args.models:
-        result = run(
-            args.recipe,
-            model=name,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            output_dir=os.path.join(args.output_dir, "runs", name),
-            overrides=overrides,
-        )
-        history = {k: [float(v) for v in vs] for k, vs in result["history"].items()}
-        histories[name] = history
-        runs[name] = {
-            "output_dir": result.get("output_dir"),
-            "model_path": result.get("model_path"),
-            "test_accuracy": result.get("test_accuracy"),
-            "history": history,
-        }
-        rows.append(
-            {
-                "model": name,
-                "epochs": len(history.get("accuracy", [])),
-                "train_error": 1 - history["accuracy"][-1],
-                "val_error": 1 - history["val_accuracy"][-1]
-                if history.get("val_accuracy")
-                else None,
-                "test_error": 1 - result["test_accuracy"]
-                if result.get("test_accuracy") is not None
-                else None,
-            }
-        )
-    png = plot_degradation(
-        histories,
-        os.path.join(args.output_dir, "degradation.png"),
-        title=f"recipe {args.recipe}: plain (dashed) vs residual (solid)",
-    )
-    write_outputs(args.output_dir, "degradation", rows, {"recipe": args.recipe, "runs": runs})
-    print_table(rows)
     print(f"wrote {png}")
     return 0
 
@@ -398,45 +298,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p, *, train: bool = True, epochs: int = 0, size: int = 32):
-        p.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="where to write the files")
-        p.add_argument("--seed", type=int, default=0)
-        if train:
-            p.add_argument(
-                "--image-size",
-                type=int,
-                default=size,
-                help=f"digits resized to this size (default {size}; 8 is their native size)",
-            )
-            p.add_argument(
-                "--epochs",
-                type=int,
-                default=epochs,
-                help=f"short SGD training on digits before measuring (default {epochs})",
-            )
-            p.add_argument("--batch-size", type=int, default=64)
-
     model_help = "registered model names or .keras files"
     p = sub.add_parser("gradients", help="per-layer gradient norms, plain vs residual")
     p.add_argument("--models", nargs="+", default=["Plain56", "ResNet56"], help=model_help)
-    common(p)
+    add_common_arguments(p)
     p.set_defaults(func=cmd_gradients)
 
-    p = sub.add_parser("degradation", help="train plain and residual networks, plot error")
-    p.add_argument("--models", nargs="+", default=["Plain20", "Plain56", "ResNet20", "ResNet56"])
-    p.add_argument("--recipe", default="digits_resnet20", help="trainer recipe for every model")
-    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
-    p.add_argument("--set", action="append", help="recipe override key=value (repeatable)")
-    common(p, train=False)
-    p.set_defaults(func=cmd_degradation)
+    # Listed for --help; `main` answers it before parsing (DEGRADATION_MOVED).
+    sub.add_parser(
+        "degradation",
+        help="train plain and residual networks, plot error: "
+        "keras-resnets analysis degradation (python -m training.degradation)",
+    )
 
     p = sub.add_parser("lesion", help="delete and reorder blocks at test time")
     p.add_argument("--models", nargs="+", default=["ResNet20", "Plain20"], help=model_help)
     p.add_argument("--max-deletions", type=int, default=None)
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--max-swaps", type=int, default=3)
-    common(p, epochs=10, size=8)
+    add_common_arguments(p, epochs=10, size=8)
     p.set_defaults(func=cmd_lesion)
 
     p = sub.add_parser("paths", help="path lengths and gradient by path length")
@@ -444,26 +324,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=16, help="paths sampled per length")
     p.add_argument("--examples", type=int, default=32, help="held-out images in the batch")
     p.add_argument("--mass", type=float, default=0.9, help="share the effective range holds")
-    common(p, epochs=10, size=8)
+    add_common_arguments(p, epochs=10, size=8)
     p.set_defaults(func=cmd_paths)
 
     p = sub.add_parser("schedule", help="stochastic-depth survival probability per block")
     p.add_argument("--models", nargs="+", default=["ResNet110"])
     p.add_argument("--num-blocks", type=int, default=None, help="instead of --models")
     p.add_argument("--drop-path-rates", nargs="+", type=float, default=[0.5])
-    common(p, train=False)
+    add_common_arguments(p, train=False)
     p.set_defaults(func=cmd_schedule)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one analysis command; see `--help`."""
+    """Run one analysis command; see `--help`.
+
+    Returns:
+        0, or 2 for bad input, a missing extra, or `degradation` (which runs
+        as `keras-resnets analysis degradation` / `python -m
+        training.degradation`: it trains through the trainer).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["degradation"]:
+        return cli_error(DEGRADATION_MOVED)
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, ImportError) as exc:  # ImportError: an optional extra is missing
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli_error(exc)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Data for the trainer: the data sets a recipe names and their input pipelines.
 
 - `training.data.sources`: `load_source` (digits, image folders, TFDS; the
-  validation/test splits and the normalisation) and the built-in
-  `load_digits_32`;
+  validation/test splits and the normalisation);
+- `load_digits_32`, the built-in digits, is the library's
+  `keras_resnets.datasets.load_digits_32`, re-exported here;
 - `training.data.readers`: reading TFDS data sets and image folders;
 - `training.data.splits`: `Split` and `Source`, what the readers return;
 - `training.data.pipeline`: the papers' augmentation and the `tf.data`
@@ -13,6 +14,7 @@ Everything is importable from `training.data` as before the split.
 
 from __future__ import annotations
 
+from keras_resnets.datasets import _resize_bilinear, load_digits_32
 from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from training.data.pipeline import (
     _decoder,
@@ -23,7 +25,7 @@ from training.data.pipeline import (
     train_dataset,
 )
 from training.data.readers import find_bad_images
-from training.data.sources import _normalisation, _resize_bilinear, load_digits_32, load_source
+from training.data.sources import _normalisation, load_source
 from training.data.splits import (
     DATASETS,
     IMAGE_EXTENSIONS,

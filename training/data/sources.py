@@ -1,14 +1,15 @@
 """`load_source`: the data set a recipe names, with its splits and normalisation.
 
-`load_digits_32` is the built-in data set: scikit-learn's bundled 8x8
-handwritten digits (1,797 images, shipped inside the wheel, no download)
-resized to 32x32 with 3 channels so that CIFAR networks take them as is.
+The built-in data set, `load_digits_32` (scikit-learn's digits as 32x32x3
+images), lives in the library (`keras_resnets.datasets`, which the analysis
+commands use too) and is re-exported here.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from keras_resnets.datasets import load_digits_32
 from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from training.data.readers import _load_folder, _load_tfds
 from training.data.splits import (
@@ -20,51 +21,6 @@ from training.data.splits import (
     _hold_out,
     _subset,
 )
-
-
-def load_digits_32(
-    seed: int = 0, test_fraction: float = 0.2, size: int = 32
-) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """Load scikit-learn's digits as `size`x`size`x3 float32 images in [0, 1].
-
-    Args:
-        seed: seed of the stratified train/test split.
-        test_fraction: share of the images held out for testing.
-        size: output height and width (bilinear upsampling of the 8x8 images).
-
-    Returns:
-        `((x_train, y_train), (x_test, y_test))` with images of shape
-        `(n, size, size, 3)` and integer labels 0-9.
-
-    Example:
-        >>> (x, y), (xt, yt) = load_digits_32()
-        >>> x.shape[1:]
-        (32, 32, 3)
-    """
-    from keras_resnets._optional import require
-
-    datasets = require("sklearn.datasets", "The digits data set")
-    train_test_split = require("sklearn.model_selection", "The digits data set").train_test_split
-
-    digits = datasets.load_digits()
-    images = digits.images.astype(np.float32) / 16.0
-    images = _resize_bilinear(images, size)
-    images = np.repeat(images[..., None], 3, axis=-1)
-    labels = digits.target.astype(np.int32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
-    )
-    return (x_train, y_train), (x_test, y_test)
-
-
-def _resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear resize of a batch of 2-D images (half-pixel centres, no antialiasing)."""
-    import keras
-
-    resized = keras.ops.image.resize(
-        images[..., None], (size, size), interpolation="bilinear", antialias=False
-    )
-    return keras.ops.convert_to_numpy(resized)[..., 0].astype(np.float32)
 
 
 def load_source(data: dict, seed: int = 0) -> Source:

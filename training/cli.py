@@ -5,7 +5,8 @@ Commands:
     tune      hyperparameter search over a recipe          (python -m training.tune)
     export    a trained .keras model -> TF Serving export  (python -m training.export)
     convert   torchvision/timm checkpoint -> Keras weights (python -m keras_resnets.convert)
-    analysis  degradation, lesion, paths, gradients        (python -m keras_resnets.analysis)
+    analysis  degradation, lesion, paths, gradients        (python -m keras_resnets.analysis;
+              `analysis degradation` trains: python -m training.degradation)
     models    list the registered models (--table: the Markdown zoo table)
 
 Each command forwards its arguments to the `main()` of the `python -m` form
@@ -13,6 +14,9 @@ named beside it, which keeps working; `keras-resnets <command> --help` shows
 that command's options. `train`, `tune` and `export` need TensorFlow and the
 trainer's packages: `pip install 'keras_resnets[train]'` (`[tune]`, `[serving]`);
 a missing one is reported with the extra to install, exit status 2.
+
+The command lives with the trainer (`training.cli:main` in setup.cfg): it
+forwards to trainer modules, and the library never imports `training/`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class Command(NamedTuple):
     needs: tuple[str, ...] = ()  # optional imports checked before forwarding
     extra: str | None = None  # the extra that installs them
     function: str = "main"  # called with the remaining arguments
+    # A first argument that goes to another module's `main` with the arguments after it.
+    routes: tuple[tuple[str, str], ...] = ()
 
 
 COMMANDS: dict[str, Command] = {
@@ -54,9 +60,11 @@ COMMANDS: dict[str, Command] = {
         "keras_resnets.convert", "convert a torchvision/timm checkpoint into Keras weights"
     ),
     "analysis": Command(
-        "keras_resnets.analysis.__main__", "degradation, lesion, paths, gradients, schedule"
+        "keras_resnets.analysis.__main__",
+        "degradation, lesion, paths, gradients, schedule",
+        routes=(("degradation", "training.degradation"),),  # it trains through the trainer
     ),
-    "models": Command("keras_resnets.cli", "list the registered models", function="models_main"),
+    "models": Command("training.cli", "list the registered models", function="models_main"),
 }
 
 
@@ -133,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    forward = getattr(importlib.import_module(command.module), command.function)
+    module, function = command.module, command.function
+    routes = dict(command.routes)
+    if rest and rest[0] in routes:
+        module, function, name, rest = routes[rest[0]], "main", f"{name} {rest[0]}", rest[1:]
+    forward = getattr(importlib.import_module(module), function)
     saved = sys.argv[0]
     sys.argv[0] = f"keras-resnets {name}"  # the usage line of parsers without a prog
     try:
