@@ -287,11 +287,8 @@ def CifarResNeXt(
         base_width: channels per group at the first stage (doubling per stage).
         include_top, weights, input_tensor, input_shape, pooling, classes,
             classifier_activation, name: as for `ResNet20`.
-        **options: `form`, `implementation`, `shortcut`, `stride_in_1x1`,
-            `drop_path_rate`, `stochastic_depth_mode`, `stochastic_depth_scale`,
-            `stochastic_depth_seed` as for `ResNeXt29_8x64d`; `unit`,
-            `shortcut_variant` and `gate_bias` as for `ResNet50` (the
-            paper's ResNeXt is `unit="original"`, the only unit of forms a/b).
+        **options: the options of `ResNeXt` (`form`, `unit`, stochastic
+            depth, ...).
 
     Returns:
         A functional `keras.Model`.
