@@ -466,3 +466,30 @@ def test_pip_install_without_extras_builds_every_model_on_jax_without_tensorflow
     train = subprocess.run([command, "train", "--help"], **run)
     assert train.returncode == 2
     assert "pip install 'keras_resnets[train]'" in train.stderr
+
+
+_BACKEND_CHECK = """
+import sys
+from training import cli, export, train, tune  # the commands that take --backend
+assert "keras" not in sys.modules, "importing a trainer command imported Keras"
+status = cli.main(["train", "--backend", "jax", "--recipe", "no_such_recipe"])
+assert status == 2, status  # the unknown recipe, reported after the backend was chosen
+import keras
+print(keras.backend.backend())
+"""
+
+
+def test_backend_flag_chooses_before_anything_imports_keras():
+    """`--backend` works only if Keras is not imported before the flag is read."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", _BACKEND_CHECK],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "jax"

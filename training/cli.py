@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
-
-from keras_resnets._optional import require
 
 
 class Command(NamedTuple):
@@ -75,16 +74,19 @@ def _parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     parser.add_argument("command", choices=list(COMMANDS), help="see Commands below")
     parser.add_argument("args", nargs="*", help="the command's own arguments (COMMAND --help)")
     return parser
 
 
-def _version() -> str:
-    from keras_resnets import __version__
+class _Version(argparse.Action):
+    """`--version`, which imports the package (and so Keras) only when asked."""
 
-    return f"keras-resnets {__version__}"
+    def __call__(self, parser, namespace, values, option_string=None):
+        from keras_resnets import __version__
+
+        parser.exit(message=f"keras-resnets {__version__}\n")
 
 
 def models_main(argv: Sequence[str] | None = None) -> int:
@@ -115,6 +117,26 @@ def models_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _preselect_backend(args: Sequence[str]) -> None:
+    """Honour `--backend NAME` before the checks below import Keras.
+
+    The command itself validates the flag and reports a bad value; this only
+    sets `KERAS_BACKEND` early, as `training.options.select_backend` would.
+    """
+    from training.options import BACKENDS
+
+    for index, arg in enumerate(args):
+        if arg == "--backend" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith("--backend="):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        if value in BACKENDS and "keras" not in sys.modules:
+            os.environ["KERAS_BACKEND"] = value
+        return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `keras-resnets <command> [args]`; returns the exit status.
 
@@ -135,8 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"argument command: invalid choice: {name!r} (choose from {', '.join(COMMANDS)})"
         )
     command = COMMANDS[name]
+    _preselect_backend(rest)
     try:
         for module in command.needs:
+            from keras_resnets._optional import require  # imports Keras: after --backend
+
             require(module, f"`keras-resnets {name}`", extra=command.extra)
     except ImportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -20,9 +20,14 @@ import types
 import typing
 from typing import Any
 
-from keras_resnets._optional import require
 
-yaml = require("yaml", "The trainer's recipes (`training/`)")
+def _yaml():
+    """PyYAML, imported on first use: importing the trainer must not import Keras
+    (through `keras_resnets`) before `--backend` has chosen the backend."""
+    from keras_resnets._optional import require
+
+    return require("yaml", "The trainer's recipes (`training/`)")
+
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 
@@ -317,6 +322,7 @@ def load_recipe(name: str) -> dict:
         64000
     """
     path = recipe_path(name)
+    yaml = _yaml()
     with open(path, encoding="utf-8") as f:
         try:
             data = yaml.safe_load(f) or {}
@@ -328,7 +334,7 @@ def load_recipe(name: str) -> dict:
 
 def parse_value(text: str) -> Any:
     """Parse the value of a `--set key=value` with YAML rules (1e-4, true, [1, 2])."""
-    value = yaml.safe_load(text)
+    value = _yaml().safe_load(text)
     if isinstance(value, str) and value.lower() in ("none", "null"):
         return None
     return value
