@@ -173,17 +173,8 @@ def test_the_library_never_imports_the_trainer(tmp_path):
                           "trainer": trainer}))
         """
     )
-    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    env = {**os.environ, "KERAS_BACKEND": "jax", "MPLBACKEND": "Agg"}
+    report = json.loads(_run_python(code, env, str(tmp_path)))
     modules = [m.name for m in pkgutil.walk_packages(keras_resnets.__path__, "keras_resnets.")]
     assert report["imported"] == len(modules) - 1  # all but the TF-backend grouped conv
     mains = _library_main_modules()
@@ -482,14 +473,18 @@ print(keras.backend.backend())
 def test_backend_flag_chooses_before_anything_imports_keras():
     """`--backend` works only if Keras is not imported before the flag is read."""
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
-    env["PYTHONPATH"] = str(ROOT)
+    assert _run_python(_BACKEND_CHECK, env) == "jax"
+
+
+def _run_python(code: str, env: dict, *args: str) -> str:
+    """Run `code` in a fresh interpreter on this checkout; return its last output line."""
     result = subprocess.run(
-        [sys.executable, "-c", _BACKEND_CHECK],
-        env=env,
+        [sys.executable, "-c", code, *args],
+        env={**env, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "jax"
+    return result.stdout.strip().splitlines()[-1]
