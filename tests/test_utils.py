@@ -10,7 +10,11 @@ import pytest
 import keras_resnets
 from keras_resnets.utils import atomic_write, atomic_write_text, iter_layers, sublayers
 
-pytestmark = pytest.mark.multibackend  # a PyTorch layer holds its sublayers as torch modules
+# The walks differ by backend (a PyTorch layer holds its sublayers as torch
+# modules), so the tests that build the kinds of nesting run on every backend
+# (the multibackend marker); the registry-wide sweep runs on TensorFlow only,
+# where it reuses the session's models.
+multibackend = pytest.mark.multibackend
 
 
 def _keras_walk(model, recursive=True) -> list:
@@ -36,6 +40,7 @@ def _nested_models():
     }
 
 
+@multibackend
 def test_iter_layers_equals_keras_walk_on_nested_models():
     for name, model in _nested_models().items():
         ours, theirs = list(iter_layers(model)), _keras_walk(model)
@@ -54,6 +59,7 @@ def test_iter_layers_equals_keras_walk_over_the_registry(name, built_model):
     assert all(a is b for a, b in zip(ours, _keras_walk(model), strict=True))
 
 
+@multibackend
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     path = tmp_path / "sub" / "model.weights.h5"
     with atomic_write(path) as temporary:
@@ -73,6 +79,7 @@ def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "text\n"
 
 
+@multibackend
 def test_weights_file_keys_follow_keras_naming_for_every_layer_class():
     """`load_weights_file` finds each layer's group by Keras's (private) snake-case rule."""
     import inspect
