@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -120,21 +119,19 @@ def models_main(argv: Sequence[str] | None = None) -> int:
 def _preselect_backend(args: Sequence[str]) -> None:
     """Honour `--backend NAME` before the checks below import Keras.
 
-    The command itself validates the flag and reports a bad value; this only
-    sets `KERAS_BACKEND` early, as `training.options.select_backend` would.
+    The command itself parses the flag and reports a bad value; this only
+    applies a good one early, through `training.options.select_backend`.
     """
-    from training.options import BACKENDS
+    from training.options import select_backend
 
-    for index, arg in enumerate(args):
-        if arg == "--backend" and index + 1 < len(args):
-            value = args[index + 1]
-        elif arg.startswith("--backend="):
-            value = arg.partition("=")[2]
-        else:
-            continue
-        if value in BACKENDS and "keras" not in sys.modules:
-            os.environ["KERAS_BACKEND"] = value
-        return
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("--backend")
+    try:
+        backend = parser.parse_known_args(args)[0].backend
+        if backend is not None:
+            select_backend(backend)
+    except (argparse.ArgumentError, ValueError):
+        pass  # reported by the command, with its own message and exit status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
