@@ -169,10 +169,55 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         handle.write(text)
 
 
-def cli_error(message) -> int:
-    """Print `error: <message>` to stderr and return 2, the commands' exit status for bad input."""
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+#: The exit status of every command of the package and the trainer
+#: (`python -m training.train`, `training.export`, `training.tune`,
+#: `keras_resnets.analysis`, `keras_resnets.convert`, ...), declared once;
+#: docs/training.md lists them with what a user does after each.
+EXIT_CODES = {
+    "completed": 0,  # the command did what it was asked
+    "error": 1,  # an unexpected error (a bug): Python's traceback, please report it
+    "usage": 2,  # a bad flag, recipe key, value or path: nothing was started
+    "nan_loss": 3,  # training stopped: the loss was not finite (the last good backup is kept)
+    "data": 4,  # the data cannot train or evaluate (`DataError`): split, counts, classes
+    "io": 5,  # a file could not be read or written (`OSError`, a corrupt backup)
+    "busy": 6,  # another run holds the output directory (`OutputDirectoryBusy`)
+}
+
+
+class DataError(ValueError):
+    """The data set cannot train or evaluate a model (no images, one class, ...).
+
+    The message says what was found (split, counts, classes) and what to
+    change. Commands exit with `EXIT_CODES["data"]`.
+    """
+
+
+class OutputDirectoryBusy(RuntimeError):
+    """Another run holds the output directory's lock; the message names it.
+
+    Commands exit with `EXIT_CODES["busy"]`.
+    """
+
+
+def exit_status(error: BaseException | str) -> int:
+    """The exit status (`EXIT_CODES`) a command returns for `error`.
+
+    `DataError` -> data, `OutputDirectoryBusy` -> busy, `OSError` -> io, and
+    anything else (a `ValueError`/`TypeError` of bad input, a message) -> usage.
+    """
+    if isinstance(error, DataError):
+        return EXIT_CODES["data"]
+    if isinstance(error, OutputDirectoryBusy):
+        return EXIT_CODES["busy"]
+    if isinstance(error, OSError):
+        return EXIT_CODES["io"]
+    return EXIT_CODES["usage"]
+
+
+def cli_error(error: BaseException | str) -> int:
+    """Print `error: <message>` to stderr and return its exit status (`exit_status`)."""
+    print(f"error: {error}", file=sys.stderr)
+    return exit_status(error)
 
 
 def find_layer(model, name: str):
