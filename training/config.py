@@ -4,18 +4,26 @@ A recipe is a small YAML file under `training/recipes/` (or any path) with
 the sections `model`, `data`, `train`, `optimizer`, `schedule`, `transfer`,
 `checkpoint` and `runtime`, declared once as typed dataclasses (`Recipe`,
 `Data`, `Train`, ...: each field's type, default and allowed values).
-Every key is checked against them (`SCHEMA` is their nested view): an
-unknown key or a value of the wrong type raises a `ValueError` naming the
-file and the dotted key. Model names are checked lazily, when a run builds
-the model, so recipes for families that are not installed yet still
-validate.
+Every key is checked against them (`SCHEMA` is their nested view, `RANGES`
+the allowed range of each numeric key, declared in its field): an unknown
+key, a value of the wrong type, outside its range or not one of its choices
+raises a `ValueError` naming the file (or `--set`, or the flag), the dotted
+key, the value and what is allowed, when the recipe is loaded or
+overridden, before any data loads. Recipe files and `--set` values are read
+with the YAML 1.2 core schema (`1e-3` is a float, `none` and `yes` are
+strings; only `null`, `~` and an empty value are null). Model names are
+checked lazily, when a run builds the model, so recipes for families that
+are not installed yet still validate.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import math
 import os
+import re
 import types
 import typing
 from typing import Any
@@ -45,6 +53,57 @@ def _mutable(factory):
     return dataclasses.field(default_factory=factory)
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric recipe key allows (finite numbers only).
+
+    Example:
+        >>> 0 in Range(0, 1, exclusive_maximum=True), str(Range(0, exclusive_minimum=True))
+        (True, '> 0')
+    """
+
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+
+    def __contains__(self, value) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        low = self.minimum is None or (
+            value > self.minimum if self.exclusive_minimum else value >= self.minimum
+        )
+        high = self.maximum is None or (
+            value < self.maximum if self.exclusive_maximum else value <= self.maximum
+        )
+        return low and high
+
+    def __str__(self) -> str:
+        low, high = self.minimum, self.maximum
+        if low is not None and high is not None:
+            left, right = (
+                "(" if self.exclusive_minimum else "[",
+                ")" if self.exclusive_maximum else "]",
+            )
+            return f"in {left}{low}, {high}{right}"
+        if low is not None:
+            return f"{'>' if self.exclusive_minimum else '>='} {low}"
+        if high is not None:
+            return f"{'<' if self.exclusive_maximum else '<='} {high}"
+        return "finite"
+
+
+def _number(default, minimum=None, maximum=None, *, above=False, below=False):
+    """A numeric field with its allowed range (`above`/`below`: the bound is excluded)."""
+    return dataclasses.field(
+        default=default, metadata={"range": Range(minimum, maximum, above, below)}
+    )
+
+
+#: The largest seed NumPy and TensorFlow both take (`keras.utils.set_random_seed`).
+MAX_SEED = 2**32 - 1
+
+
 @dataclasses.dataclass
 class Model:
     name: str = "ResNet20"
@@ -55,40 +114,39 @@ class Model:
 class Data:
     dataset: str = "digits"
     data_dir: str | None = None
-    image_size: int = 32
+    image_size: int = _number(32, 1)
     augmentation: str = _choice("cifar", ("none", "cifar", "imagenet"))
     flip: bool = True
     normalization: str = _choice("per_channel", ("per_channel", "imagenet", "none"))
     validation: str = _choice("test", ("test", "split", "folder", "none"))
-    validation_fraction: float = 0.1
-    train_subset: int | None = None
-    test_subset: int | None = None
+    validation_fraction: float = _number(0.1, 0, 1, below=True)
+    train_subset: int | None = _number(None, 0)
+    test_subset: int | None = _number(None, 0)
     skip_bad_images: bool = False
-    shuffle_buffer: int = 10000
+    shuffle_buffer: int = _number(10000, 1)
 
 
 @dataclasses.dataclass
 class Train:
-    batch_size: int = 128
-    per_replica_batch_size: int | None = None
-    epochs: int | None = None
-    iterations: int | None = None
-    steps_per_epoch: int | None = None
-    seed: int = 0
-    label_smoothing: float = 0.0
+    batch_size: int = _number(128, 1)
+    per_replica_batch_size: int | None = _number(None, 1)
+    epochs: int | None = _number(None, 1)
+    iterations: int | None = _number(None, 1)
+    steps_per_epoch: int | None = _number(None, 1)  # null: the data's size // batch
+    seed: int = _number(0, 0, MAX_SEED)
     deterministic: bool = False
 
 
 @dataclasses.dataclass
 class Optimizer:
     name: str = _choice("sgd", ("sgd", "adam", "adamw"))
-    learning_rate: float = 0.1
-    momentum: float = 0.9
+    learning_rate: float = _number(0.1, 0, above=True)
+    momentum: float = _number(0.9, 0, 1)
     nesterov: bool = False
-    weight_decay: float = 1e-4
+    weight_decay: float = _number(1e-4, 0)
     scale_with_batch: bool = True
-    reference_batch_size: int | None = None
-    clipnorm: float | None = None
+    reference_batch_size: int | None = _number(None, 1)
+    clipnorm: float | None = _number(None, 0, above=True)
 
 
 @dataclasses.dataclass
@@ -96,11 +154,11 @@ class Schedule:
     name: str = _choice("piecewise", ("piecewise", "cosine", "constant"))
     unit: str = _choice("epochs", ("epochs", "iterations", "fraction"))
     boundaries: list = _mutable(list)
-    factor: float = 0.1
-    warmup_steps: int = 0
+    factor: float = _number(0.1, 0, above=True)
+    warmup_steps: int = _number(0, 0)
     warmup_unit: str = _choice("iterations", ("iterations", "epochs"))
     warmup_mode: str = _choice("linear", ("linear", "constant"))
-    warmup_learning_rate: float | None = None
+    warmup_learning_rate: float | None = _number(None, 0)
 
 
 # `from` is a Python keyword: the field is `from_`, the recipe key `from`.
@@ -109,13 +167,13 @@ class Transfer:
     from_: str | None = dataclasses.field(default=None, metadata={"key": "from"})
     freeze_until: str | None = None
     freeze_batchnorm: bool = True
-    new_classes: int | None = None
+    new_classes: int | None = _number(None, 1)
 
 
 @dataclasses.dataclass
 class Checkpoint:
     every_epoch: bool = True
-    every_steps: int | None = None
+    every_steps: int | None = _number(None, 1)
 
 
 @dataclasses.dataclass
@@ -126,7 +184,7 @@ class Runtime:
     tensorboard: bool = True
     tensorboard_images: bool = True
     verbose: str = _choice("auto", ("auto", "bar", "line", "quiet"))
-    cpu_devices: int | None = None
+    cpu_devices: int | None = _number(None, 1)
 
 
 @dataclasses.dataclass
@@ -140,7 +198,7 @@ class Recipe:
 
     description: str = ""
     paper: str = ""
-    reference_error: float | None = None
+    reference_error: float | None = _number(None, 0, 100)  # percent
     model: Model = _mutable(Model)
     data: Data = _mutable(Data)
     train: Train = _mutable(Train)
@@ -160,15 +218,18 @@ def _leaf_types(hint) -> tuple:
     return tuple(out)
 
 
-def _schema(cls) -> dict[str, Any]:
-    """A dataclass as `{key: (allowed types, default[, allowed values])}`, nested."""
+def _schema(cls, prefix: str = "") -> tuple[dict[str, Any], dict[str, Range]]:
+    """A dataclass as `{key: (allowed types, default[, allowed values])}`, nested,
+    and the `{dotted key: Range}` of its numeric fields."""
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
+    ranges: dict[str, Range] = {}
     for field in dataclasses.fields(cls):
         key = field.metadata.get("key", field.name)
         hint = hints[field.name]
         if dataclasses.is_dataclass(hint):
-            out[key] = _schema(hint)
+            out[key], inner = _schema(hint, f"{prefix}{key}.")
+            ranges.update(inner)
             continue
         if field.default is not dataclasses.MISSING:
             default = field.default
@@ -176,12 +237,15 @@ def _schema(cls) -> dict[str, Any]:
             default = field.default_factory()
         choices = field.metadata.get("choices")
         out[key] = (_leaf_types(hint), default) + ((choices,) if choices else ())
-    return out
+        if "range" in field.metadata:
+            ranges[prefix + key] = field.metadata["range"]
+    return out, ranges
 
 
 #: The schema as nested `{key: (allowed types, default[, allowed values])}`,
-#: read from the `Recipe` dataclasses (their one declaration).
-SCHEMA: dict[str, Any] = _schema(Recipe)
+#: and the allowed `Range` of every numeric key by dotted key, both read from
+#: the `Recipe` dataclasses (their one declaration).
+SCHEMA, RANGES = _schema(Recipe)
 
 
 def _is_leaf(spec: Any) -> bool:
@@ -218,8 +282,9 @@ def validate(recipe: dict, source: str = "<recipe>") -> None:
         source: file name used in error messages.
 
     Raises:
-        ValueError: an unknown key, a value of the wrong type or outside its
-            allowed set; the message names `source` and the dotted key.
+        ValueError: an unknown key, a value of the wrong type, outside its
+            range (`RANGES`) or not one of its choices; the message names
+            `source`, the dotted key, the value and what is allowed.
 
     Example:
         >>> validate({"train": {"epochs": 3}}, "mine.yaml")
@@ -237,25 +302,36 @@ def validate(recipe: dict, source: str = "<recipe>") -> None:
             if not _is_leaf(spec):
                 walk(value, spec, dotted)
                 continue
-            types = spec[0]
-            ok = isinstance(value, types) and not (
-                isinstance(value, bool) and bool not in _as_tuple(types)
-            )
-            if not ok:
-                raise ValueError(
-                    f"{source}: `{dotted}` must be {_type_names(types)}, got "
-                    f"{type(value).__name__} {value!r}."
-                )
-            if len(spec) > 2 and value not in spec[2]:
-                raise ValueError(
-                    f"{source}: `{dotted}` must be one of {', '.join(spec[2])}, got {value!r}."
-                )
+            problem = leaf_problem(dotted, value)
+            if problem:
+                raise ValueError(f"{source}: {problem}")
 
     walk(recipe, SCHEMA, "")
 
 
-def _as_tuple(types) -> tuple:
-    return types if isinstance(types, tuple) else (types,)
+def leaf_problem(dotted: str, value: Any) -> str | None:
+    """What is wrong with `value` for the leaf key `dotted` (None if it is fine).
+
+    The one check of a value against its key's type, choices and range,
+    used by `validate` (recipes, `--set`) and by the trainer's flags.
+
+    Example:
+        >>> leaf_problem("train.seed", -1)
+        '`train.seed` must be an integer in [0, 4294967295], got -1.'
+    """
+    section, _, name = dotted.rpartition(".")
+    spec = (SCHEMA[section] if section else SCHEMA)[name]
+    types = spec[0]
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        return f"`{dotted}` must be {_type_names(types)}, got {type(value).__name__} {value!r}."
+    if len(spec) > 2 and value not in spec[2]:
+        return f"`{dotted}` must be one of {', '.join(spec[2])}, got {value!r}."
+    allowed = RANGES.get(dotted)
+    if allowed is not None and value is not None and value not in allowed:
+        kind = "an integer" if float not in types else "a number"
+        nullable = " (or null)" if type(None) in types else ""
+        return f"`{dotted}` must be {kind} {allowed}{nullable}, got {value!r}."
+    return None
 
 
 def _merge(base: dict, update: dict) -> dict:
@@ -325,19 +401,79 @@ def load_recipe(name: str) -> dict:
     yaml = _yaml()
     with open(path, encoding="utf-8") as f:
         try:
-            data = yaml.safe_load(f) or {}
+            data = yaml.load(f, Loader=_core_loader()) or {}
         except yaml.YAMLError as error:
             raise ValueError(f"{path}: not valid YAML: {error}") from error
     validate(data, path)
     return _merge(defaults(), data)
 
 
+#: The YAML 1.2 core schema's implicit scalars (YAML 1.2.2, section 10.3.2):
+#: tag, pattern, first characters. Everything else is a string: `none`,
+#: `yes`, `off` and `2024-01-01` stay strings (PyYAML reads YAML 1.1, where
+#: `1e-3` is a string and `yes` a bool).
+_CORE_SCALARS = (
+    ("null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    (
+        "float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+)
+
+
+def _core_int(text: str) -> int:
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
+def _core_float(text: str) -> float:
+    if text.lower().endswith((".inf", ".nan")):
+        return float(text.lower().replace(".", ""))  # "-.inf" -> float("-inf")
+    return float(text)
+
+
+@functools.cache
+def _core_loader():
+    """PyYAML's safe loader with the YAML 1.2 core schema's scalars (`_CORE_SCALARS`)."""
+    yaml = _yaml()
+
+    class CoreLoader(yaml.SafeLoader):
+        pass
+
+    CoreLoader.yaml_implicit_resolvers = {}
+    for tag, pattern, first in _CORE_SCALARS:
+        CoreLoader.add_implicit_resolver(
+            f"tag:yaml.org,2002:{tag}",
+            re.compile(pattern),
+            [*first, ""] if tag == "null" else [*first],
+        )
+    convert = {"null": lambda text: None, "bool": lambda text: text.lower() == "true"}
+    convert.update(int=_core_int, float=_core_float)
+    for tag, function in convert.items():
+        CoreLoader.add_constructor(
+            f"tag:yaml.org,2002:{tag}",
+            lambda loader, node, function=function: function(loader.construct_scalar(node)),
+        )
+    return CoreLoader
+
+
 def parse_value(text: str) -> Any:
-    """Parse the value of a `--set key=value` with YAML rules (1e-4, true, [1, 2])."""
-    value = _yaml().safe_load(text)
-    if isinstance(value, str) and value.lower() in ("none", "null"):
-        return None
-    return value
+    """Parse the value of a `--set key=value` as YAML 1.2 (core schema), as recipe files are.
+
+    Example:
+        >>> parse_value("1e-3"), parse_value("none"), parse_value("null"), parse_value("[1, 2]")
+        (0.001, 'none', None, [1, 2])
+    """
+    yaml = _yaml()
+    try:
+        return yaml.load(text, Loader=_core_loader())
+    except yaml.YAMLError as error:
+        raise ValueError(f"not a YAML value {text!r}: {error}") from error
 
 
 def apply_overrides(config: dict, overrides: dict | None, source: str = "overrides") -> dict:
@@ -377,12 +513,15 @@ def parse_set_flags(items: list[str] | None) -> dict:
     """Turn `["a.b=1", "c=x"]` into `{"a.b": 1, "c": "x"}`.
 
     Raises:
-        ValueError: an item without `=`.
+        ValueError: an item without `=`, or a value that is not YAML (naming it).
     """
     out = {}
     for item in items or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}.")
         key, text = item.split("=", 1)
-        out[key.strip()] = parse_value(text)
+        try:
+            out[key.strip()] = parse_value(text)
+        except ValueError as error:
+            raise ValueError(f"--set {key.strip()}: {error}") from error
     return out

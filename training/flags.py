@@ -3,8 +3,9 @@
 Each row of `FLAG_TABLE` is one flag: its `run()` keyword (`data_dir`), the
 command-line option derived from it (`--data-dir`) and the recipe key it
 sets (`data.data_dir`), or None for a flag about the run itself (`resume`,
-`overwrite`, `export`). A flag's type, choices and switch-ness are read from
-the recipe schema (`training.config.Recipe`) of its key, so the CLI
+`overwrite`, `export`). A flag's type, range, choices and switch-ness are
+read from the recipe schema (`training.config.Recipe`) of its key (a bad
+value exits 2 naming the flag, the key, the value and the range), so the CLI
 (`training.train`), `run()`/`resolve()` (`training.runner`) and the recipe
 agree by construction. A new flag is one row here.
 """
@@ -64,8 +65,25 @@ class Flag:
         elif len(spec) > 2:
             kwargs["choices"] = list(spec[2])
         elif int in spec[0]:
-            kwargs["type"] = int
+            kwargs["type"] = self.parse
         parser.add_argument(self.option, **kwargs)
+
+    def parse(self, text: str):
+        """The flag's value from the command line: a YAML 1.2 scalar checked
+        against its recipe key's type and range (`config.leaf_problem`).
+
+        Raises:
+            argparse.ArgumentTypeError: the key, the value and what is allowed;
+                argparse adds the flag (`argument --seed: ...`), exit status 2.
+        """
+        try:
+            value = config_lib.parse_value(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from error
+        problem = config_lib.leaf_problem(self.key, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
 
 
 FLAG_TABLE: tuple[Flag, ...] = (
@@ -117,14 +135,20 @@ def flag_overrides(flags: dict) -> dict:
 
     Raises:
         TypeError: a flag that is not in `FLAG_TABLE`.
+        ValueError: a value its recipe key does not allow, naming the flag,
+            the key, the value and the range (`config.leaf_problem`).
     """
     unknown = sorted(set(flags) - set(FLAGS))
     if unknown:
         raise TypeError(
             f"Unknown training flag(s) {', '.join(unknown)}. Allowed: {', '.join(sorted(FLAGS))}."
         )
-    return {
-        flag.key: flags[flag.name]
-        for flag in FLAG_TABLE
-        if flag.key is not None and flags.get(flag.name) is not None
-    }
+    out = {}
+    for flag in FLAG_TABLE:
+        if flag.key is None or flags.get(flag.name) is None:
+            continue
+        problem = config_lib.leaf_problem(flag.key, flags[flag.name])
+        if problem:
+            raise ValueError(f"{flag.option}: {problem}")
+        out[flag.key] = flags[flag.name]
+    return out

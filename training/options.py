@@ -50,8 +50,9 @@ def resolve(recipe: str, *, overrides: dict | None = None, **flags) -> dict:
         The config dict (validated).
 
     Raises:
-        ValueError: unknown recipe, key or value (naming the key); TypeError
-            for an unknown flag.
+        ValueError: unknown recipe, key or value (naming the key, the value,
+            its allowed range and where it came from: the recipe file,
+            `"command line"` or `--set`); TypeError for an unknown flag.
     """
     cli = flag_overrides(flags)
     cfg = config_lib.load_recipe(recipe)
@@ -81,9 +82,6 @@ def resolve(recipe: str, *, overrides: dict | None = None, **flags) -> dict:
             f"Recipe {recipe!r}: set exactly one of train.epochs and train.iterations "
             f"(got epochs={train['epochs']!r}, iterations={train['iterations']!r})."
         )
-    for key in ("epochs", "iterations", "batch_size"):
-        if train[key] is not None and train[key] < 1:
-            raise ValueError(f"`train.{key}` must be a positive integer, got {train[key]!r}.")
     transfer = cfg["transfer"]
     if transfer["from"] is None:
         for key in ("freeze_until", "new_classes"):
@@ -92,10 +90,6 @@ def resolve(recipe: str, *, overrides: dict | None = None, **flags) -> dict:
                     f"`transfer.{key}` (--{key.replace('_', '-')}) needs `transfer.from` "
                     "(--transfer-from PATH.keras), the trained model to start from."
                 )
-    if transfer["new_classes"] is not None and transfer["new_classes"] < 1:
-        raise ValueError(
-            f"`transfer.new_classes` must be a positive integer, got {transfer['new_classes']!r}."
-        )
     return cfg
 
 

@@ -104,7 +104,9 @@ def build_training_model(cfg: dict, num_classes: int, channels: int):
 def _parser() -> argparse.ArgumentParser:
     """The command line: the recipe, the output folder, the flags of `training.flags`."""
     description = "Train a keras_resnets model from a recipe (docs/training.md)."
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=description)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description=description, epilog=EXIT_CODES_EPILOG
+    )
     parser.add_argument("--recipe", help="recipe name (see --list-recipes) or YAML path")
     parser.add_argument("--list-recipes", action="store_true", help="list recipes and exit")
     parser.add_argument("--output-dir", help="default: runs/<recipe>")
@@ -121,15 +123,35 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def list_recipes_table() -> str:
-    """One line per recipe: name and description."""
+    """One line per recipe: name, description, and the paper and its reported error."""
     lines = []
     for name in config_lib.list_recipes():
-        lines.append(f"{name:40s} {config_lib.load_recipe(name)['description']}")
+        recipe = config_lib.load_recipe(name)
+        line = f"{name:40s} {recipe['description']}"
+        if recipe["paper"]:
+            line += f" [{recipe['paper']}"
+            if recipe["reference_error"] is not None:
+                line += f": {recipe['reference_error']:g}% error"
+            line += "]"
+        lines.append(line)
     return "\n".join(lines)
 
 
+#: The `--help` epilog of the trainer's commands: where the exit codes are listed.
+EXIT_CODES_EPILOG = (
+    "Exit status: 0 completed, 1 unexpected error, 2 bad flag/key/value, 3 NaN loss, "
+    "4 data error, 5 file error, 6 output directory busy; what to do after each: "
+    "docs/training.md, 'Exit codes'."
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status (0 ok, 1 NaN stop, 2 bad input)."""
+    """The command line; returns the exit status (`keras_resnets.utils.EXIT_CODES`).
+
+    0 completed, 2 a bad flag, key or value (nothing started), 3 stopped on a
+    NaN loss, 4 a data error, 5 a file that could not be read or written, 6
+    another run holds the output directory; docs/training.md, "Exit codes".
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.list_recipes:
@@ -143,27 +165,28 @@ def main(argv: list[str] | None = None) -> int:
             select_backend(args.backend)
         except ValueError as error:
             backend_error = error
-    from keras_resnets.utils import cli_error
+    from keras_resnets.utils import EXIT_CODES, OutputDirectoryBusy, cli_error
 
     if backend_error is not None:
         return cli_error(backend_error)
-    if args.cpu_devices:
-        from training.distribute import configure_cpu_devices
-
-        configure_cpu_devices(args.cpu_devices)
     output_dir = args.output_dir or os.path.join(
         "runs", os.path.splitext(os.path.basename(args.recipe))[0]
     )
     try:
+        overrides = config_lib.parse_set_flags(args.set)
+        if args.cpu_devices:
+            from training.distribute import configure_cpu_devices
+
+            configure_cpu_devices(args.cpu_devices)
         result = run(
             args.recipe,
             output_dir=output_dir,
-            overrides=config_lib.parse_set_flags(args.set),
+            overrides=overrides,
             **{flag.name: getattr(args, flag.name) for flag in FLAG_TABLE},
         )
-    except ValueError as error:
+    except (ValueError, OSError, OutputDirectoryBusy) as error:
         return cli_error(error)
-    return 0 if result["status"] == "completed" else 1
+    return EXIT_CODES[result["status"]]
 
 
 if __name__ == "__main__":
