@@ -15,6 +15,9 @@ that command's options. `train`, `tune` and `export` need TensorFlow and the
 trainer's packages: `pip install 'keras_resnets[train]'` (`[tune]`, `[serving]`);
 a missing one is reported with the extra to install, exit status 2.
 
+Exit status: the command's own (`keras_resnets.utils.EXIT_CODES`); each
+code and what to do after it: docs/training.md, "Exit codes".
+
 The command lives with the trainer (`training.cli:main` in setup.cfg): it
 forwards to trainer modules, and the library never imports `training/`.
 """
@@ -161,8 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             require(module, f"`keras-resnets {name}`", extra=command.extra)
     except ImportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        from keras_resnets.utils import cli_error
+
+        return cli_error(exc)  # usage: the message names the extra to install
     module, function = command.module, command.function
     routes = dict(command.routes)
     if rest and rest[0] in routes:

@@ -137,11 +137,12 @@ def list_recipes_table() -> str:
     return "\n".join(lines)
 
 
-#: The `--help` epilog of the trainer's commands: where the exit codes are listed.
+#: The `--help` epilog of the trainer's commands. The codes are
+#: `keras_resnets.utils.EXIT_CODES` (not imported here: that imports Keras
+#: before `--backend` is applied).
 EXIT_CODES_EPILOG = (
-    "Exit status: 0 completed, 1 unexpected error, 2 bad flag/key/value, 3 NaN loss, "
-    "4 data error, 5 file error, 6 output directory busy; what to do after each: "
-    "docs/training.md, 'Exit codes'."
+    "Exit status: each code and what to do after it are listed in docs/training.md, "
+    "'Exit codes' (keras_resnets.utils.EXIT_CODES)."
 )
 
 
