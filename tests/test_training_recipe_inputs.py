@@ -30,17 +30,7 @@ SETTINGS = settings(
 )
 
 
-def _leaves(schema: dict, prefix: str = "") -> list[tuple[str, tuple]]:
-    out = []
-    for key, spec in schema.items():
-        if isinstance(spec, dict):
-            out += _leaves(spec, f"{prefix}{key}.")
-        else:
-            out.append((prefix + key, spec))
-    return out
-
-
-LEAVES = _leaves(config.SCHEMA)
+LEAVES = config.leaves()
 NUMBERS = {(int,), (int, type(None)), (int, float), (int, float, type(None))}
 
 

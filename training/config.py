@@ -252,6 +252,20 @@ def _is_leaf(spec: Any) -> bool:
     return isinstance(spec, tuple)
 
 
+def leaves(schema: dict | None = None, prefix: str = "") -> list[tuple[str, tuple]]:
+    """Every leaf key of the schema as `(dotted key, (types, default[, choices]))`.
+
+    Example:
+        >>> dict(leaves())["train.batch_size"][1]
+        128
+    """
+    schema = SCHEMA if schema is None else schema
+    out = []
+    for key, spec in schema.items():
+        out += [(prefix + key, spec)] if _is_leaf(spec) else leaves(spec, f"{prefix}{key}.")
+    return out
+
+
 def defaults(schema: dict | None = None) -> dict:
     """The default value of every key of the schema, as a nested dict.
 
