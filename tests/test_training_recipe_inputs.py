@@ -83,7 +83,7 @@ def _good(dotted: str, spec: tuple):
     if str in types:
         options.append(_WORDS)
     if list in types:
-        options.append(st.lists(st.integers(0, 10**6), max_size=3))
+        options.append(st.lists(st.integers(0, 10**6), max_size=3, unique=True).map(sorted))
     if dict in types:
         options.append(st.dictionaries(_WORDS, st.integers(0, 8), max_size=2))
     return st.one_of(options)
@@ -103,7 +103,12 @@ def _bad(dotted: str, spec: tuple):
         options.append(
             st.floats(allow_nan=False).filter(lambda x: not math.isfinite(x) or x != int(x))
         )
-    if dotted in config.RANGES:
+    if list in types:  # boundaries: not increasing, or below the range
+        options.append(
+            st.lists(st.integers(0, 100), min_size=2).filter(lambda v: v != sorted(set(v)))
+        )
+        options.append(st.lists(st.integers(max_value=-1), min_size=1, max_size=3))
+    elif dotted in config.RANGES:
         low, high, above, below = _bounds(dotted)
         if low is not None:
             options.append(st.integers(max_value=math.ceil(low) - (0 if above else 1)))
@@ -135,6 +140,7 @@ def test_every_recipe_key_through_set(base, dotted, spec, data):
 
 def test_every_numeric_key_has_a_range():
     numeric = {dotted for dotted, spec in LEAVES if tuple(spec[0]) in NUMBERS}
+    numeric.add("schedule.boundaries")  # a list of numbers
     assert numeric and numeric == set(config.RANGES)
     assert str(config.RANGES["data.validation_fraction"]) == "in [0, 1)"
     assert str(config.RANGES["optimizer.learning_rate"]) == "> 0"

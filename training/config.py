@@ -153,7 +153,8 @@ class Optimizer:
 class Schedule:
     name: str = _choice("piecewise", ("piecewise", "cosine", "constant"))
     unit: str = _choice("epochs", ("epochs", "iterations", "fraction"))
-    boundaries: list = _mutable(list)
+    # Increasing numbers >= 0, each in `unit`s.
+    boundaries: list = dataclasses.field(default_factory=list, metadata={"range": Range(0)})
     factor: float = _number(0.1, 0, above=True)
     warmup_steps: int = _number(0, 0)
     warmup_unit: str = _choice("iterations", ("iterations", "epochs"))
@@ -341,7 +342,11 @@ def leaf_problem(dotted: str, value: Any) -> str | None:
     if len(spec) > 2 and value not in spec[2]:
         return f"`{dotted}` must be one of {', '.join(spec[2])}, got {value!r}."
     allowed = RANGES.get(dotted)
-    if allowed is not None and value is not None and value not in allowed:
+    if isinstance(value, list) and allowed is not None:  # increasing numbers in the range
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not (numbers and all(v in allowed for v in value) and value == sorted(set(value))):
+            return f"`{dotted}` must be a list of increasing numbers {allowed}, got {value!r}."
+    elif allowed is not None and value is not None and value not in allowed:
         kind = "an integer" if float not in types else "a number"
         nullable = " (or null)" if type(None) in types else ""
         return f"`{dotted}` must be {kind} {allowed}{nullable}, got {value!r}."
