@@ -181,6 +181,7 @@ def tune(
     if source.validation is None:
         raise ValueError("Tuning needs validation data: set data.validation to split or test.")
     batch = cfg["train"]["batch_size"]
+    data_lib.check_source(source, batch)
     steps = cfg["train"]["steps_per_epoch"] or max(1, source.train.size // batch)
     full = search_space(cfg["model"]["name"])
     for key, values in (space or {}).items():
