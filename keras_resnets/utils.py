@@ -247,6 +247,7 @@ def int_flag(minimum: int = 1, maximum: int | None = None):
         f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
     )
     parse.__name__ = allowed
+    parse.bounds = (minimum, maximum)  # for `--help` writers and tests
     return parse
 
 
@@ -270,6 +271,7 @@ def int_list_flag(minimum: int = 1):
             ) from None
 
     parse.__name__ = f"integers >= {minimum}"
+    parse.bounds = (minimum, None)
     return parse
 
 
@@ -289,6 +291,7 @@ def float_flag(low: float, high: float, *, closed_low: bool = True, closed_high:
         return value
 
     parse.__name__ = f"number in {interval}"
+    parse.interval = (low, high, closed_low, closed_high)
     return parse
 
 

@@ -254,13 +254,8 @@ def _markdown(rows: list[dict], columns: list[str], recipe: str, tuner: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status (`keras_resnets.utils.EXIT_CODES`).
-
-    2 for bad input (a bad flag value stops argparse, naming the flag) or a
-    missing extra, 4 for data that cannot train (`DataError`), 5 for a file
-    that cannot be read or written.
-    """
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments, each typed (a bad value names the flag, exit 2)."""
     parser = argparse.ArgumentParser(
         prog="python -m training.tune", description=__doc__.splitlines()[0]
     )
@@ -272,7 +267,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=seed_flag, default=0)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE")
     parser.add_argument("--depths", type=int_list_flag(1), help="CIFAR depths to try, e.g. 8,14,20")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (`keras_resnets.utils.EXIT_CODES`).
+
+    2 for bad input (a bad flag value stops argparse, naming the flag) or a
+    missing extra, 4 for data that cannot train (`DataError`), 5 for a file
+    that cannot be read or written.
+    """
+    args = build_parser().parse_args(argv)
     output_dir = args.output_dir or os.path.join(
         "runs", "tune_" + os.path.splitext(os.path.basename(args.recipe))[0]
     )
