@@ -18,7 +18,6 @@ import os
 import sys
 from typing import Any
 
-from keras_resnets.utils import int_flag, int_list_flag, output_dir_flag, seed_flag
 from training import config as config_lib
 
 TUNERS = ("hyperband", "bayesian")
@@ -256,6 +255,9 @@ def _markdown(rows: list[dict], columns: list[str], recipe: str, tuner: str) -> 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command's arguments, each typed (a bad value names the flag, exit 2)."""
+    # Imports Keras: here, after `keras-resnets tune --backend` chose one.
+    from keras_resnets.utils import int_flag, int_list_flag, output_dir_flag, seed_flag
+
     parser = argparse.ArgumentParser(
         prog="python -m training.tune", description=__doc__.splitlines()[0]
     )
