@@ -157,3 +157,12 @@ def test_run_refuses_before_building_and_the_command_exits_4(refused_runs, capsy
     assert "--batch-size" in str(error)
     assert not (out / "big" / "model.keras").exists() and not (out / "big" / "backup").exists()
     assert status == EXIT_CODES["data"] == 4
+
+
+def test_docs_example_is_the_error():
+    import pathlib
+
+    page = (pathlib.Path(__file__).parents[1] / "docs" / "training.md").read_text()
+    with pytest.raises(DataError) as error:
+        _check({"dataset": "digits", "train_subset": 0})
+    assert f"error: {error.value}\n" in page
