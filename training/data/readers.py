@@ -184,7 +184,7 @@ def _load_folder(data: dict):
     def load(directory, classes=None):
         paths, labels, names = _list_folder(directory)
         if classes is not None and names != classes:
-            raise ValueError(
+            raise DataError(
                 f"Image folder {directory!r} has classes {names}, but train has {classes}."
             )
         if not paths:
