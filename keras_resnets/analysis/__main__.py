@@ -117,7 +117,7 @@ def _load_or_train(args, name_or_path: str, data):
 
     if name_or_path.endswith(".keras"):
         if not os.path.isfile(name_or_path):
-            raise SystemExit(f"error: model file {name_or_path!r} does not exist")
+            raise ValueError(f"model file {name_or_path!r} does not exist")
         import keras_resnets  # noqa: F401  (registers the custom layers)
 
         return keras.models.load_model(name_or_path)

@@ -226,13 +226,13 @@ def check_source(source: Source, batch_size: int | None = None) -> None:
             shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
             print(
                 f"note: the training split has no examples of {len(missing)} of the "
-                f"{source.num_classes} classes ({shown}): {source.splits['train']}",
+                f"{source.num_classes} classes ({shown}): {source.splits.get('train', '')}",
                 flush=True,
             )
     if batch_size is not None and batch_size > source.train.size:
         raise DataError(
             f"The global batch size {batch_size} is larger than the {source.train.size} "
-            f"training examples ({source.splits['train']}); the learning rate would scale "
+            f"training examples ({source.splits.get('train', '')}); the learning rate would scale "
             f"with a batch that repeats images. Lower --batch-size (train.batch_size or "
             f"train.per_replica_batch_size) to at most {source.train.size}."
         )
