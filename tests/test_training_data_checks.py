@@ -135,7 +135,7 @@ def test_good_data_passes_and_missing_classes_are_said(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def refused_runs(tmp_path_factory):
     """`run()` and the degradation command on data that cannot train (nothing is built)."""
-    from training import degradation
+    from training import degradation, train
     from training.train import run
 
     out = tmp_path_factory.mktemp("refused")
@@ -146,17 +146,38 @@ def refused_runs(tmp_path_factory):
             output_dir=str(out / "big"),
             overrides={"data.validation": "split"},
         )
-    status = degradation.main(
-        ["--models", "ResNet20", "--set", "data.train_subset=0", "--output-dir", str(out)]
-    )
-    return out, big.value, status
+    statuses = [
+        degradation.main(
+            ["--models", "ResNet20", "--set", "data.train_subset=0", "--output-dir", str(out)]
+        ),
+        train.main(
+            ["--recipe", "digits_resnet20", "--set", "data.test_subset=0"]
+            + ["--output-dir", str(out / "no_test")]
+        ),
+    ]
+    return out, big.value, statuses
 
 
-def test_run_refuses_before_building_and_the_command_exits_4(refused_runs, capsys):
-    out, error, status = refused_runs
+def test_run_refuses_before_building_and_the_commands_exit_4(refused_runs, capsys):
+    out, error, statuses = refused_runs
     assert "--batch-size" in str(error)
     assert not (out / "big" / "model.keras").exists() and not (out / "big" / "backup").exists()
-    assert status == EXIT_CODES["data"] == 4
+    assert not (out / "no_test" / "model.keras").exists()
+    assert statuses == [EXIT_CODES["data"]] * 2 and EXIT_CODES["data"] == 4
+
+
+def test_tfds_hold_out_that_rounds_to_nothing():
+    import tensorflow_datasets as tfds
+
+    data = {"dataset": "imagenette", "validation": "split", "normalization": "imagenet"}
+    with tfds.testing.mock_data(num_examples=24):
+        with pytest.raises(
+            DataError,
+            match=r"The validation split has no examples .*"
+            r"hold-out of imagenette train: 0 of 24 \(validation_fraction=0.004",
+        ):
+            _check({**data, "validation_fraction": 0.004})
+        _check({**data, "validation_fraction": 0.05}, 23)  # 1 of 24 held out
 
 
 def test_docs_example_is_the_error():
