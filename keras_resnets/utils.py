@@ -1,14 +1,18 @@
 """Small helpers shared by the package and the trainer.
 
-Argument checks (`check_choice`, `check_int`, `check_fraction`), the walk
+Argument checks (`check_choice`, `check_int`, `check_fraction`), the
+commands' typed flags (`int_flag`, `int_list_flag`, `float_flag`,
+`output_dir_flag`: argparse `type=` functions that name the flag), the walk
 over nested layers (`iter_layers`, `find_layer`) and `atomic_write`, the one
 way every writer in `keras_resnets/` and `training/` puts a file in place.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -218,6 +222,90 @@ def cli_error(error: BaseException | str) -> int:
     """Print `error: <message>` to stderr and return its exit status (`exit_status`)."""
     print(f"error: {error}", file=sys.stderr)
     return exit_status(error)
+
+
+def int_flag(minimum: int = 1, maximum: int | None = None):
+    """An argparse `type=`: an integer >= `minimum` (and <= `maximum`, if given).
+
+    A bad value is an `argparse.ArgumentTypeError`, which argparse reports as
+    `error: argument --flag: must be an integer >= 1, got '0'` (exit 2).
+
+    Example:
+        >>> parser.add_argument("--batch-size", type=int_flag(1), default=64)
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {text!r}")
+        return value
+
+    allowed = (
+        f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+    )
+    parse.__name__ = allowed
+    parse.bounds = (minimum, maximum)  # for `--help` writers and tests
+    return parse
+
+
+#: `--seed`: NumPy's seeds (`keras.utils.set_random_seed` seeds NumPy too).
+seed_flag = int_flag(0, 2**32 - 1)
+
+
+def int_list_flag(minimum: int = 1):
+    """An argparse `type=`: comma-separated integers >= `minimum` (`"8,14,20"`), at least one."""
+    item = int_flag(minimum)
+
+    def parse(text: str) -> list[int]:
+        parts = [part.strip() for part in text.split(",")]
+        try:
+            if not any(parts):
+                raise argparse.ArgumentTypeError("")
+            return [item(part) for part in parts]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"must be comma-separated integers >= {minimum} (e.g. 8,14,20), got {text!r}"
+            ) from None
+
+    parse.__name__ = f"integers >= {minimum}"
+    parse.bounds = (minimum, None)
+    return parse
+
+
+def float_flag(low: float, high: float, *, closed_low: bool = True, closed_high: bool = False):
+    """An argparse `type=`: a number in the interval from `low` to `high` (NaN never is)."""
+    interval = f"{'[' if closed_low else '('}{low:g}, {high:g}{']' if closed_high else ')'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            value = math.nan
+        above = value >= low if closed_low else value > low
+        below = value <= high if closed_high else value < high
+        if not (above and below):
+            raise argparse.ArgumentTypeError(f"must be a number in {interval}, got {text!r}")
+        return value
+
+    parse.__name__ = f"number in {interval}"
+    parse.interval = (low, high, closed_low, closed_high)
+    return parse
+
+
+def output_dir_flag(text: str) -> str:
+    """An argparse `type=` for `--output-dir`: a directory path, not a file or under one."""
+    if not text:
+        raise argparse.ArgumentTypeError("must be a directory path, got ''")
+    path = os.path.abspath(text)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)  # the nearest part of the path that exists
+    if not os.path.isdir(path):
+        why = "is a file" if path == os.path.abspath(text) else f"is under the file {path!r}"
+        raise argparse.ArgumentTypeError(f"{text!r} {why}: pass a directory")
+    return text
 
 
 def find_layer(model, name: str):

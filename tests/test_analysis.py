@@ -389,8 +389,10 @@ def test_commands_write_plots_and_numbers(tmp_path, trained, capsys):
 
 
 def test_command_errors_name_the_problem(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="missing.keras"):
-        main(["lesion", "--models", str(tmp_path / "missing.keras"), "--output-dir", str(tmp_path)])
+    # A usage error: exit 2 with `error: ...` (it exited 1, the status of a bug, before issue 17).
+    missing = str(tmp_path / "missing.keras")
+    assert main(["lesion", "--models", missing, "--output-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: model file {missing!r} does not exist\n"
 
 
 def test_preactivation_blocks_are_found_lesioned_and_gated():

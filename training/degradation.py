@@ -19,7 +19,7 @@ import sys
 
 from keras_resnets._optional import require
 from keras_resnets.analysis.report import add_common_arguments, print_table, write_outputs
-from keras_resnets.utils import cli_error
+from keras_resnets.utils import cli_error, int_flag
 
 #: The plain/residual pairs of the paper's Figure 6, on the CIFAR networks.
 DEFAULT_MODELS = ["Plain20", "Plain56", "ResNet20", "ResNet56"]
@@ -35,8 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--recipe", default="digits_resnet20", help="trainer recipe for every model"
     )
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--epochs", type=int_flag(1), default=None, help="default: the recipe's")
+    parser.add_argument(
+        "--batch-size", type=int_flag(1), default=None, help="default: the recipe's"
+    )
     parser.add_argument("--set", action="append", help="recipe override key=value (repeatable)")
     add_common_arguments(parser, train=False)
     return parser
@@ -106,11 +108,16 @@ def cmd_degradation(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command; returns 0, or 2 for bad input or a missing extra (`--help`)."""
+    """Run the command; returns 0, or the status of its error (`utils.EXIT_CODES`).
+
+    2 for bad input (a bad flag value stops argparse, naming the flag) or a
+    missing extra, 4 for data that cannot train (`DataError`), 5 for a file
+    that cannot be read or written.
+    """
     args = build_parser().parse_args(argv)
     try:
         return cmd_degradation(args)
-    except (ValueError, ImportError) as exc:  # ImportError: an optional extra is missing
+    except (ValueError, ImportError, OSError) as exc:  # ImportError: a missing extra
         return cli_error(exc)
 
 

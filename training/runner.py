@@ -99,6 +99,8 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         ValueError: bad recipe, key, model, data set or flag value, an
             output directory holding another run (without `resume` or
             `overwrite`).
+        DataError: data that cannot train (`training.data.check_source`:
+            an empty split, one class, a batch larger than the training set).
 
     Example:
         >>> result = run("digits_resnet20", epochs=1, output_dir="runs/try")
@@ -171,6 +173,7 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         raise ValueError(
             f"The global batch size {global_batch} must be a multiple of the {replicas} replicas."
         )
+    data_lib.check_source(source, global_batch)  # DataError before anything is built
     steps_per_epoch = train_cfg["steps_per_epoch"] or max(1, source.train.size // global_batch)
     if train_cfg["iterations"] is not None:
         total_steps = train_cfg["iterations"]

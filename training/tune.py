@@ -180,6 +180,7 @@ def tune(
     if source.validation is None:
         raise ValueError("Tuning needs validation data: set data.validation to split or test.")
     batch = cfg["train"]["batch_size"]
+    data_lib.check_source(source, batch)
     steps = cfg["train"]["steps_per_epoch"] or max(1, source.train.size // batch)
     full = search_space(cfg["model"]["name"])
     for key, values in (space or {}).items():
@@ -252,20 +253,33 @@ def _markdown(rows: list[dict], columns: list[str], recipe: str, tuner: str) -> 
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit status."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments, each typed (a bad value names the flag, exit 2)."""
+    # Imports Keras: here, after `keras-resnets tune --backend` chose one.
+    from keras_resnets.utils import int_flag, int_list_flag, output_dir_flag, seed_flag
+
     parser = argparse.ArgumentParser(
         prog="python -m training.tune", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--recipe", required=True)
     parser.add_argument("--tuner", choices=TUNERS, default="hyperband")
-    parser.add_argument("--max-trials", type=int, default=10)
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of a full trial")
-    parser.add_argument("--output-dir", help="default: runs/tune_<recipe>")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-trials", type=int_flag(1), default=10)
+    parser.add_argument("--epochs", type=int_flag(1), default=3, help="epochs of a full trial")
+    parser.add_argument("--output-dir", type=output_dir_flag, help="default: runs/tune_<recipe>")
+    parser.add_argument("--seed", type=seed_flag, default=0)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE")
-    parser.add_argument("--depths", help="CIFAR depths to try, e.g. 8,14,20")
-    args = parser.parse_args(argv)
+    parser.add_argument("--depths", type=int_list_flag(1), help="CIFAR depths to try, e.g. 8,14,20")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (`keras_resnets.utils.EXIT_CODES`).
+
+    2 for bad input (a bad flag value stops argparse, naming the flag) or a
+    missing extra, 4 for data that cannot train (`DataError`), 5 for a file
+    that cannot be read or written.
+    """
+    args = build_parser().parse_args(argv)
     output_dir = args.output_dir or os.path.join(
         "runs", "tune_" + os.path.splitext(os.path.basename(args.recipe))[0]
     )
@@ -279,9 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             overrides=config_lib.parse_set_flags(args.set),
             seed=args.seed,
             verbose=2,
-            space={"depth": [int(d) for d in args.depths.split(",")]} if args.depths else None,
+            space={"depth": args.depths} if args.depths else None,
         )
-    except ValueError as error:
+    except (ValueError, ImportError, OSError) as error:  # ImportError: a missing extra
         from keras_resnets.utils import cli_error
 
         return cli_error(error)

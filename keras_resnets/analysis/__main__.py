@@ -22,7 +22,7 @@ import sys
 
 from keras_resnets._optional import require
 from keras_resnets.analysis.report import add_common_arguments, print_table, write_outputs
-from keras_resnets.utils import cli_error
+from keras_resnets.utils import cli_error, float_flag, int_flag
 
 #: The small-budget switch of `training.train` (`KERAS_RESNETS_SMOKE=1`).
 SMOKE_ENV = "KERAS_RESNETS_SMOKE"
@@ -117,7 +117,7 @@ def _load_or_train(args, name_or_path: str, data):
 
     if name_or_path.endswith(".keras"):
         if not os.path.isfile(name_or_path):
-            raise SystemExit(f"error: model file {name_or_path!r} does not exist")
+            raise ValueError(f"model file {name_or_path!r} does not exist")
         import keras_resnets  # noqa: F401  (registers the custom layers)
 
         return keras.models.load_model(name_or_path)
@@ -313,24 +313,29 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lesion", help="delete and reorder blocks at test time")
     p.add_argument("--models", nargs="+", default=["ResNet20", "Plain20"], help=model_help)
-    p.add_argument("--max-deletions", type=int, default=None)
-    p.add_argument("--draws", type=int, default=5)
-    p.add_argument("--max-swaps", type=int, default=3)
+    p.add_argument("--max-deletions", type=int_flag(0), default=None)
+    p.add_argument("--draws", type=int_flag(1), default=5)
+    p.add_argument("--max-swaps", type=int_flag(0), default=3)
     add_common_arguments(p, epochs=10, size=8)
     p.set_defaults(func=cmd_lesion)
 
     p = sub.add_parser("paths", help="path lengths and gradient by path length")
     p.add_argument("--model", default="ResNet56", help="a registered name or a .keras file")
-    p.add_argument("--samples", type=int, default=16, help="paths sampled per length")
-    p.add_argument("--examples", type=int, default=32, help="held-out images in the batch")
-    p.add_argument("--mass", type=float, default=0.9, help="share the effective range holds")
+    p.add_argument("--samples", type=int_flag(1), default=16, help="paths sampled per length")
+    p.add_argument("--examples", type=int_flag(1), default=32, help="held-out images in the batch")
+    p.add_argument(
+        "--mass",
+        type=float_flag(0, 1, closed_low=False, closed_high=True),
+        default=0.9,
+        help="share the effective range holds, in (0, 1]",
+    )
     add_common_arguments(p, epochs=10, size=8)
     p.set_defaults(func=cmd_paths)
 
     p = sub.add_parser("schedule", help="stochastic-depth survival probability per block")
     p.add_argument("--models", nargs="+", default=["ResNet110"])
-    p.add_argument("--num-blocks", type=int, default=None, help="instead of --models")
-    p.add_argument("--drop-path-rates", nargs="+", type=float, default=[0.5])
+    p.add_argument("--num-blocks", type=int_flag(1), default=None, help="instead of --models")
+    p.add_argument("--drop-path-rates", nargs="+", type=float_flag(0, 1), default=[0.5])
     add_common_arguments(p, train=False)
     p.set_defaults(func=cmd_schedule)
     return parser
@@ -340,9 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one analysis command; see `--help`.
 
     Returns:
-        0, or 2 for bad input, a missing extra, or `degradation` (which runs
-        as `keras-resnets analysis degradation` / `python -m
-        training.degradation`: it trains through the trainer).
+        0, or 2 for bad input (a bad flag value stops argparse before
+        anything is built, naming the flag), a missing extra, or
+        `degradation` (which runs as `keras-resnets analysis degradation` /
+        `python -m training.degradation`: it trains through the trainer);
+        5 when a file cannot be read or written (`utils.EXIT_CODES`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["degradation"]:
@@ -350,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, ImportError) as exc:  # ImportError: an optional extra is missing
+    except (ValueError, ImportError, OSError) as exc:  # ImportError: a missing extra
         return cli_error(exc)
 
 

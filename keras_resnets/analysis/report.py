@@ -14,7 +14,7 @@ import io
 import json
 import os
 
-from keras_resnets.utils import atomic_write_text
+from keras_resnets.utils import atomic_write_text, int_flag, output_dir_flag, seed_flag
 
 #: Where the commands write when `--output-dir` is not given.
 DEFAULT_OUTPUT = os.path.join("runs", "analysis")
@@ -71,6 +71,9 @@ def add_common_arguments(
 ) -> None:
     """Add `--output-dir` and `--seed`, and with `train` the digits-training options.
 
+    Each is typed (`keras_resnets.utils.int_flag`, `output_dir_flag`): a bad
+    value stops the command before anything is built, naming the flag (exit 2).
+
     Args:
         parser: the command's parser.
         train: also add `--image-size` (default `size`), `--epochs` (default
@@ -79,19 +82,24 @@ def add_common_arguments(
         epochs: the default of `--epochs`.
         size: the default of `--image-size`.
     """
-    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT, help="where to write the files")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--output-dir",
+        type=output_dir_flag,
+        default=DEFAULT_OUTPUT,
+        help="where to write the files (a directory)",
+    )
+    parser.add_argument("--seed", type=seed_flag, default=0)
     if train:
         parser.add_argument(
             "--image-size",
-            type=int,
+            type=int_flag(1),
             default=size,
             help=f"digits resized to this size (default {size}; 8 is their native size)",
         )
         parser.add_argument(
             "--epochs",
-            type=int,
+            type=int_flag(0),
             default=epochs,
             help=f"short SGD training on digits before measuring (default {epochs})",
         )
-        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--batch-size", type=int_flag(1), default=64)

@@ -1,7 +1,8 @@
 """Data for the trainer: the data sets a recipe names and their input pipelines.
 
 - `training.data.sources`: `load_source` (digits, image folders, TFDS; the
-  validation/test splits and the normalisation);
+  validation/test splits and the normalisation) and `check_source` (data
+  that cannot train: a `DataError` before anything is built);
 - `load_digits_32`, the built-in digits, is the library's
   `keras_resnets.datasets.load_digits_32`, re-exported here;
 - `training.data.readers`: reading TFDS data sets and image folders;
@@ -25,7 +26,7 @@ from training.data.pipeline import (
     train_dataset,
 )
 from training.data.readers import find_bad_images
-from training.data.sources import _normalisation, load_source
+from training.data.sources import _normalisation, check_source, load_source
 from training.data.splits import (
     DATASETS,
     IMAGE_EXTENSIONS,
@@ -49,6 +50,7 @@ __all__ = [
     "_decoder",
     "_normalisation",
     "_resize_bilinear",
+    "check_source",
     "cifar_augment",
     "eval_dataset",
     "find_bad_images",

@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from keras_resnets._optional import require
+from keras_resnets.utils import DataError
 from training.data.splits import IMAGE_EXTENSIONS, TFDS_IN_MEMORY, Split, _array_split
 
 
@@ -93,7 +94,7 @@ def _list_folder(root: str) -> tuple[list[str], np.ndarray, list[str]]:
         d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and d[0] != "."
     )
     if not classes:
-        raise ValueError(f"Image folder {root!r} has no class sub-directories.")
+        raise DataError(f"Image folder {root!r} has no class sub-directories.")
     paths, labels = [], []
     for label, cls in enumerate(classes):
         for dirpath, _, files in sorted(os.walk(os.path.join(root, cls))):
@@ -153,6 +154,23 @@ def _decode_error(path: str) -> str:
     return "decoded to an empty image"
 
 
+def _check_class_folders(directory: str, names: list, labels, kept) -> None:
+    """Refuse a training class folder without (readable) images, naming it.
+
+    Such a class would be in the model's output and never trained.
+    """
+    for index, name in enumerate(names):
+        if not np.any(kept == index):
+            listed = int(np.sum(labels == index))
+            why = f"all {listed} of its images unreadable" if listed else "no images"
+            counts = ", ".join(f"{n}: {int(np.sum(kept == i))}" for i, n in enumerate(names))
+            raise DataError(
+                f"Class folder {os.path.join(directory, name)!r} has {why}; images "
+                f"({', '.join(IMAGE_EXTENSIONS)}) per class found in {directory!r}: {counts}. Add images "
+                "to it or remove the folder."
+            )
+
+
 def _load_folder(data: dict):
     root = data.get("data_dir")
     if not root:
@@ -166,11 +184,11 @@ def _load_folder(data: dict):
     def load(directory, classes=None):
         paths, labels, names = _list_folder(directory)
         if classes is not None and names != classes:
-            raise ValueError(
+            raise DataError(
                 f"Image folder {directory!r} has classes {names}, but train has {classes}."
             )
         if not paths:
-            raise ValueError(f"Image folder {directory!r} has no images ({IMAGE_EXTENSIONS}).")
+            raise DataError(f"Image folder {directory!r} has no images ({IMAGE_EXTENSIONS}).")
         bad = find_bad_images(paths)
         if bad and not skip:
             more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
@@ -182,6 +200,8 @@ def _load_folder(data: dict):
         skipped.extend(bad)
         bad_set = set(bad)
         keep = [i for i, p in enumerate(paths) if p not in bad_set]
+        if classes is None:  # train/: every class folder must hold a readable image
+            _check_class_folders(directory, names, labels, labels[keep])
         origin = os.path.basename(directory) + "/"
         split = Split("files", [paths[i] for i in keep], labels[keep], len(keep), origin=origin)
         return split, names

@@ -1,5 +1,9 @@
 """`load_source`: the data set a recipe names, with its splits and normalisation.
 
+`check_source` refuses a loaded data set that cannot train or evaluate (an
+empty split, fewer than two classes, a batch larger than the training set)
+with a `DataError` saying what was found, before anything is built.
+
 The built-in data set, `load_digits_32` (scikit-learn's digits as 32x32x3
 images), lives in the library (`keras_resnets.datasets`, which the analysis
 commands use too) and is re-exported here.
@@ -11,6 +15,7 @@ import numpy as np
 
 from keras_resnets.datasets import load_digits_32
 from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_resnets.utils import DataError
 from training.data.readers import _load_folder, _load_tfds
 from training.data.splits import (
     DATASETS,
@@ -102,7 +107,7 @@ def load_source(data: dict, seed: int = 0) -> Source:
             else:  # no metadata (tfds.testing.mock_data): TFDS's closest rounding
                 n_val = int(np.floor(total * pct / 100 + 0.5))
             if n_val >= total:
-                raise ValueError(
+                raise DataError(
                     f"validation_fraction={fraction:g} of {train.origin} ({total} examples) "
                     "leaves no training examples: lower `validation_fraction`."
                 )
@@ -154,6 +159,85 @@ def load_source(data: dict, seed: int = 0) -> Source:
     )
 
 
+def check_source(source: Source, batch_size: int | None = None) -> None:
+    """Refuse a data set that cannot train or evaluate a classifier.
+
+    The one place of the data's rules, called by the trainer (`run()`) and
+    the tuner right after `load_source`, before a model is built:
+
+    - at least 2 classes (a one-class "classifier" always answers 1.0);
+    - no empty split: training (`train_subset=0`, every image skipped, a
+      hold-out that leaves nothing), validation or test (`test_subset=0`,
+      a TFDS hold-out that rounds to no examples);
+    - examples of at least 2 classes in the training split (a two-image
+      folder whose hold-out takes one class away); classes missing from it
+      (a small `train_subset`) are printed, not refused;
+    - a global batch no larger than the training split (a larger one would
+      repeat images within a batch and scale the learning rate by it).
+
+    An image folder's empty class folder is refused where it is read
+    (`training.data.readers`), naming the folder.
+
+    Args:
+        source: what `load_source` returned.
+        batch_size: the global batch size, if known.
+
+    Raises:
+        DataError: naming the split, its count and origin (`Source.splits`)
+            and the classes found.
+
+    Example:
+        >>> check_source(load_source({"dataset": "digits", "train_subset": 0}))
+        Traceback (most recent call last):
+        DataError: The train split has no examples (found: train = digits train: 1437; first 0 used (train_subset); ...
+    """
+    names = list(source.class_names or range(source.num_classes))
+    listed = ", ".join(str(n) for n in names[:10]) + (" ..." if len(names) > 10 else "")
+    found = "; ".join(f"{k} = {v}" for k, v in source.splits.items())
+    found = f"(found: {found}; {source.num_classes} classes: {listed}"
+    if source.skipped_files:
+        found += f"; {len(source.skipped_files)} unreadable images skipped"
+    found += ")"
+    if source.num_classes < 2:
+        raise DataError(
+            f"A classifier needs at least 2 classes; {source.name} has {source.num_classes} "
+            f"{found}. Add a folder per class."
+        )
+    advice = {
+        "train": "add images, lower data.validation_fraction or raise data.train_subset",
+        "validation": "raise data.test_subset or data.validation_fraction, or set "
+        "data.validation: none",
+        "test": "raise or unset data.test_subset, or add test images",
+    }
+    for key in ("train", "validation", "test"):
+        split = getattr(source, key)
+        if split is not None and split.size == 0:
+            raise DataError(f"The {key} split has no examples {found}. To fix it: {advice[key]}.")
+    if source.train.labels is not None:
+        present = set(int(label) for label in np.unique(source.train.labels))
+        missing = [str(names[i]) for i in range(source.num_classes) if i not in present]
+        if len(present) < 2:
+            raise DataError(
+                f"The train split holds examples of {len(present)} class only "
+                f"({', '.join(str(names[i]) for i in sorted(present))}); a classifier needs "
+                f"at least 2 {found}. Add images or lower data.validation_fraction."
+            )
+        if missing:
+            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+            print(
+                f"note: the training split has no examples of {len(missing)} of the "
+                f"{source.num_classes} classes ({shown}): {source.splits.get('train', '')}",
+                flush=True,
+            )
+    if batch_size is not None and batch_size > source.train.size:
+        raise DataError(
+            f"The global batch size {batch_size} is larger than the {source.train.size} "
+            f"training examples ({source.splits.get('train', '')}); the learning rate would scale "
+            f"with a batch that repeats images. Lower --batch-size (train.batch_size or "
+            f"train.per_replica_batch_size) to at most {source.train.size}."
+        )
+
+
 def _normalisation(kind: str, train: Split, channels: int) -> tuple[tuple, tuple]:
     """Mean and std (on the [0, 1] scale) for the recipe's `normalization`."""
     if kind == "none":
@@ -167,6 +251,8 @@ def _normalisation(kind: str, train: Split, channels: int) -> tuple[tuple, tuple
             "`normalization: per_channel` measures the training images, which a streamed "
             "TFDS data set does not hold in memory; use `normalization: imagenet` or `none`."
         )
+    if not train.size:  # no training images: `check_source` refuses the data, saying so
+        return (0.0,) * channels, (1.0,) * channels
     if train.kind == "files":
         total, squares, count = _file_statistics(train.images, channels)
     else:

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_resnets.utils import DataError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 TFDS_IN_MEMORY = ("cifar10", "cifar100", "svhn_cropped")
 TFDS_STREAMING = ("imagenette", "imagenet2012")
@@ -92,7 +94,7 @@ def _hold_out(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     order = np.random.default_rng(seed).permutation(split.size)
     n_val = max(1, int(round(split.size * fraction)))
     if n_val >= split.size:
-        raise ValueError(
+        raise DataError(
             f"validation_fraction={fraction:g} of {split.origin or 'the training split'} "
             f"({split.size} examples) leaves no training examples: add images, add a "
             "val/ or test/ folder, or lower `validation_fraction`."
