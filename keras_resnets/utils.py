@@ -18,6 +18,8 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 
+import numpy as np
+
 
 def check_choice(argument: str, value, allowed: Iterable) -> None:
     """Raise `ValueError` naming `argument` unless `value` is one of `allowed`."""
@@ -252,7 +254,7 @@ def int_flag(minimum: int = 1, maximum: int | None = None):
 
 
 #: `--seed`: NumPy's seeds (`keras.utils.set_random_seed` seeds NumPy too).
-seed_flag = int_flag(0, 2**32 - 1)
+seed_flag = int_flag(0, int(np.iinfo(np.uint32).max))
 
 
 def int_list_flag(minimum: int = 1):

@@ -28,6 +28,8 @@ import types
 import typing
 from typing import Any
 
+import numpy as np
+
 
 def _yaml():
     """PyYAML, imported on first use: importing the trainer must not import Keras
@@ -100,8 +102,9 @@ def _number(default, minimum=None, maximum=None, *, above=False, below=False):
     )
 
 
-#: The largest seed NumPy and TensorFlow both take (`keras.utils.set_random_seed`).
-MAX_SEED = 2**32 - 1
+#: The largest seed NumPy and TensorFlow both take (`keras.utils.set_random_seed`),
+#: read from NumPy (`keras_resnets.utils.seed_flag` reads the same).
+MAX_SEED = int(np.iinfo(np.uint32).max)
 
 
 @dataclasses.dataclass
