@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from training import config as config_lib
@@ -31,6 +30,7 @@ from training.options import (
     select_backend,
     smoke_budget,
 )
+from training.rundir import default_output_dir
 from training.runner import _mixed_precision_policy, run  # noqa: F401 (tests import it here)
 
 __all__ = [
@@ -107,7 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=description)
     parser.add_argument("--recipe", help="recipe name (see --list-recipes) or YAML path")
     parser.add_argument("--list-recipes", action="store_true", help="list recipes and exit")
-    parser.add_argument("--output-dir", help="default: runs/<recipe>")
+    parser.add_argument(
+        "--output-dir", help="default: runs/<recipe> (runs/<recipe>-transfer with --transfer-from)"
+    )
     add_flags(parser)
     parser.add_argument(
         "--backend",
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             select_backend(args.backend)
         except ValueError as error:
             backend_error = error
-    from keras_resnets.utils import cli_error
+    from keras_resnets.utils import OutputDirectoryBusy, cli_error
 
     if backend_error is not None:
         return cli_error(backend_error)
@@ -151,17 +153,17 @@ def main(argv: list[str] | None = None) -> int:
         from training.distribute import configure_cpu_devices
 
         configure_cpu_devices(args.cpu_devices)
-    output_dir = args.output_dir or os.path.join(
-        "runs", os.path.splitext(os.path.basename(args.recipe))[0]
-    )
     try:
+        overrides = config_lib.parse_set_flags(args.set)
+        transfer_from = args.transfer_from or (overrides or {}).get("transfer.from")
+        output_dir = args.output_dir or default_output_dir(args.recipe, transfer_from)
         result = run(
             args.recipe,
             output_dir=output_dir,
-            overrides=config_lib.parse_set_flags(args.set),
+            overrides=overrides,
             **{flag.name: getattr(args, flag.name) for flag in FLAG_TABLE},
         )
-    except ValueError as error:
+    except (ValueError, OutputDirectoryBusy, OSError) as error:
         return cli_error(error)
     return 0 if result["status"] == "completed" else 1
 
