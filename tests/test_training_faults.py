@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from training_helpers import ROOT, TINY, tiny_set_flags, trainer_env
 
-from keras_resnets.utils import OutputDirectoryBusy
+from keras_resnets.utils import EXIT_CODES, OutputDirectoryBusy
 
 
 def _start_python(code: str, *args: str) -> subprocess.Popen:
@@ -38,9 +38,10 @@ def _start_python(code: str, *args: str) -> subprocess.Popen:
     )
 
 
-def test_a_second_run_is_refused_naming_the_holder_until_the_holder_is_killed(tmp_path):
+def test_a_second_run_is_refused_naming_the_holder_until_the_holder_is_killed(tmp_path, capsys):
     from training import rundir
     from training.runner import run
+    from training.train import main
 
     output_dir = str(tmp_path / "run")
     holder = _start_python(
@@ -64,6 +65,12 @@ def test_a_second_run_is_refused_naming_the_holder_until_the_holder_is_killed(tm
         for flags in ({}, {"resume": True}, {"overwrite": True}):
             with pytest.raises(OutputDirectoryBusy, match=rf"pid {holder.pid} on host .*started"):
                 run("digits_resnet20", output_dir=output_dir, epochs=1, **flags)
+        assert (
+            main(["--recipe", "digits_resnet20", "--output-dir", output_dir]) == EXIT_CODES["busy"]
+        )
+        assert f"error: {output_dir} is in use by another run (pid {holder.pid}" in (
+            capsys.readouterr().err
+        )
         assert sorted(os.listdir(output_dir)) == before
     finally:
         holder.send_signal(signal.SIGKILL)

@@ -143,7 +143,9 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         `"test_accuracy"`, `"test_loss"`, `"output_dir"`, `"model_path"` (the
         saved `.keras`), `"steps"` (optimizer steps taken in total),
         `"status"` (`"completed"` or `"nan_loss"`), `"config"` (resolved)
-        and `"seconds"`.
+        and `"seconds"`; with `export`, `"export_path"` (`saved_model/`) and
+        `"export_version_path"` (the version written, or the previous run's
+        export of the same weights, not written again).
 
     Raises:
         ValueError: bad recipe, key, model, data set or flag value, an
