@@ -176,6 +176,7 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         },
     )
     from training.callbacks import previous_backup
+    from training.distribute import worker_info
 
     has_backup = any(os.path.exists(p) for p in (backup_path, previous_backup(backup_path)))
     if has_backup and not resume and not flags.get("overwrite"):
@@ -184,7 +185,7 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
             "it, --overwrite to start again there (deleting its outputs: "
             f"{', '.join(rundir.OUTPUTS)}), or choose another --output-dir."
         )
-    if flags.get("overwrite") and not resume:
+    if flags.get("overwrite") and not resume and worker_info()[2]:  # the chief's to clear
         removed = rundir.clear_outputs(output_dir)
         if removed:
             print(f"--overwrite: deleted the previous run's {', '.join(removed)}")
