@@ -151,7 +151,9 @@ def _log_epochs(output_dir) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
-def test_kill_during_the_epoch_backup_then_resume_and_export_once(tmp_path, capsys, monkeypatch):
+def test_kill_in_the_epoch_backup_then_resume_export_once_and_overwrite(
+    tmp_path, capsys, monkeypatch
+):
     import keras_resnets
     from training.runner import run
 
@@ -194,6 +196,12 @@ def test_kill_during_the_epoch_backup_then_resume_and_export_once(tmp_path, caps
     assert again["weights_sha256"] == result["weights_sha256"]
     assert exports == [os.path.join(export_base, "1")]  # not exported a second time
     assert again["export_version_path"] == exports[0]
+
+    # --overwrite starts again there with none of the previous run's outputs.
+    run("digits_resnet20", output_dir=output_dir, overrides=TINY, overwrite=True, **common)
+    assert not os.path.exists(export_base)
+    assert _log_epochs(output_dir) == [0, 1]
+    assert sorted(os.listdir(backup_dir)) == ["state.npz", "state.prev.npz"]
 
 
 @pytest.fixture(scope="module")
