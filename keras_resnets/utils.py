@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import glob
 import math
 import os
 import sys
@@ -129,6 +130,25 @@ def sublayers(layer) -> list:
     return list(found.values())
 
 
+def _temporary_affixes(path: str) -> tuple[str, str]:
+    """`atomic_write`'s temporary name for `path`: `.<name>.<random>.tmp<suffix>`."""
+    base = os.path.basename(path)
+    suffix = ".weights.h5" if base.endswith(".weights.h5") else os.path.splitext(base)[1]
+    return f".{base}.", ".tmp" + suffix
+
+
+def temporary_pattern(path: str | os.PathLike) -> str:
+    """A `glob` pattern matching the temporaries `atomic_write(path)` makes (a kill leaves them).
+
+    Example:
+        >>> temporary_pattern("runs/demo/model.keras")
+        'runs/demo/.model.keras.*.tmp.keras'
+    """
+    path = os.fspath(path)
+    prefix, suffix = _temporary_affixes(path)
+    return os.path.join(glob.escape(os.path.dirname(path)), glob.escape(prefix) + "*" + suffix)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     """Yield a temporary path next to `path`; rename it onto `path` on success.
@@ -153,12 +173,8 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    base = os.path.basename(path)
-    if base.endswith(".weights.h5"):
-        suffix = ".weights.h5"
-    else:
-        suffix = os.path.splitext(base)[1]
-    fd, temporary = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp" + suffix, dir=directory)
+    prefix, suffix = _temporary_affixes(path)
+    fd, temporary = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     os.close(fd)
     os.remove(temporary)
     try:

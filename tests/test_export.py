@@ -8,6 +8,7 @@ every signature on PNG and JPEG files written here.
 from __future__ import annotations
 
 import ast
+import glob
 import json
 import os
 import pathlib
@@ -29,6 +30,7 @@ from keras_resnets.export import (
     decode_image,
     export_saved_model,
     list_versions,
+    temporary_patterns,
 )
 from training import export as export_cli
 
@@ -347,6 +349,9 @@ def test_a_killed_export_leaves_no_version(exported):
     # The half-finished export was complete up to the rename, and still is invisible.
     assert (base / leftovers[0] / "model" / "saved_model.pb").is_file()
     assert list_versions(base) == []
+    # What the trainer removes when a run starts again (training.rundir.remove_leftovers).
+    matched = {path for pattern in temporary_patterns(base) for path in glob.glob(pattern)}
+    assert matched == {str(base / name) for name in leftovers}
 
 
 def test_logits_get_a_softmax_when_told(tmp_path):

@@ -9,19 +9,35 @@ variable training changes: weights, BatchNormalization statistics, seed
 generator states, optimizer variables and iterations, the loss scale; see
 `training_state`) and the step in ONE file, written to a temporary name and renamed, so
 the backup on disk is always complete; with the trainer's step-indexed input
-pipeline a resumed run continues from exactly the saved step.
+pipeline a resumed run continues from exactly the saved step. The previous
+backup is kept beside it (`previous_backup`): a backup that cannot be read
+(`CorruptBackup`, naming the file) sends `load_latest_state` one save back.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
+import sys
+import zipfile
 
 import keras
 import numpy as np
 
-from keras_resnets.utils import atomic_write
+from keras_resnets.utils import atomic_write, atomic_write_text
+
+
+class CorruptBackup(OSError):
+    """A backup file cannot be read (truncated, empty, overwritten); the message names it."""
+
+
+def previous_backup(path: str) -> str:
+    """Where `save_state` keeps the backup it replaces: `state.npz` -> `state.prev.npz`."""
+    root, extension = os.path.splitext(path)
+    return f"{root}.prev{extension}"
 
 
 def _all_finite(arrays) -> bool:
@@ -97,16 +113,16 @@ def _framework_rng_state() -> dict:
     return arrays
 
 
-def _restore_framework_rng_state(data) -> None:
-    if "rng_keras_global" in data.files:
+def _restore_framework_rng_state(data: dict) -> None:
+    if "rng_keras_global" in data:
         from keras.src.random.seed_generator import global_seed_generator
 
         global_seed_generator().state.assign(data["rng_keras_global"])
-    if keras.backend.backend() == "torch" and "rng_torch_cpu" in data.files:
+    if keras.backend.backend() == "torch" and "rng_torch_cpu" in data:
         import torch
 
         torch.set_rng_state(torch.from_numpy(data["rng_torch_cpu"].copy()))
-        cuda = sorted(k for k in data.files if k.startswith("rng_torch_cuda"))
+        cuda = sorted(k for k in data if k.startswith("rng_torch_cuda"))
         if cuda and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(
                 [torch.from_numpy(data[k].copy()) for k in cuda][: torch.cuda.device_count()]
@@ -120,8 +136,15 @@ def _signature(entries) -> list[list]:
     return [[v.name, list(v.shape), str(v.dtype)] for _, v in entries]
 
 
-def save_state(path: str, model: keras.Model, step: int, history: dict) -> None:
+def save_state(
+    path: str, model: keras.Model, step: int, history: dict, keep_previous: bool = True
+) -> None:
     """Save the whole training state, the step and the history in one `.npz`, atomically.
+
+    The backup it replaces is kept as `previous_backup(path)` (unless
+    `keep_previous` is False), renamed just before the new one is: a kill
+    between the two renames leaves the previous backup, which
+    `load_latest_state` takes.
 
     The state is `training_state(model)` (weights, BN statistics, seed
     generator states, optimizer variables and iterations, loss-scale state)
@@ -142,14 +165,56 @@ def save_state(path: str, model: keras.Model, step: int, history: dict) -> None:
     }
     arrays["meta"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
 
-    with atomic_write(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+    with atomic_write(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        if keep_previous and os.path.exists(path):
+            os.replace(path, previous_backup(path))
+
+
+def _damaged(path: str, reason: str) -> CorruptBackup:
+    return CorruptBackup(
+        f"Backup {path} is damaged and cannot be read ({reason}); it was truncated or "
+        f"overwritten outside the trainer. --resume goes back to {previous_backup(path)} "
+        "(one save earlier) when it exists; otherwise start again with --overwrite or "
+        "choose another --output-dir."
+    )
+
+
+def _read_backup(path: str) -> tuple[dict, dict]:
+    """`(record, arrays)` of a state file, every array read (so a damaged one is found).
+
+    Raises:
+        FileNotFoundError: no such file.
+        CorruptBackup: the file is not a whole backup, naming it and what to do.
+    """
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in data.files}
+        if "meta" not in arrays:
+            raise KeyError("it has no metadata (no `meta` entry)")
+        meta = json.loads(bytes(arrays.pop("meta")).decode())
+        if not isinstance(meta, dict) or not {"step", "history"} <= set(meta):
+            raise KeyError("its metadata has no step or history")
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        reason = error.args[0] if isinstance(error, KeyError) else f"{type(error).__name__}"
+        if isinstance(error, ValueError) and "pickle" in str(error):
+            reason = "it is not an .npz archive"
+        elif not isinstance(error, KeyError):
+            reason = f"{reason}: {error}"
+        raise _damaged(path, reason) from error
+    return meta, arrays
 
 
 def read_meta(path: str) -> dict:
-    """The `{"step", "history", "variables", "paths"}` record of a state file."""
-    with np.load(path) as data:
-        return json.loads(bytes(data["meta"]).decode())
+    """The `{"step", "history", "variables", "paths"}` record of a state file.
+
+    Raises:
+        CorruptBackup: the file cannot be read, naming it.
+    """
+    return _read_backup(path)[0]
 
 
 def load_state(path: str, model: keras.Model) -> dict:
@@ -162,45 +227,101 @@ def load_state(path: str, model: keras.Model) -> dict:
         The `{"step", "history", "variables", "paths"}` record.
 
     Raises:
+        CorruptBackup: the file cannot be read (truncated, empty, damaged),
+            naming it; nothing is restored.
         ValueError: the file does not hold this model's training state
             (another recipe or model, or a backup written before the whole
             state was saved), naming the file and the first difference.
     """
     entries = training_state(model)
-    with np.load(path) as data:
-        meta = json.loads(bytes(data["meta"]).decode())
-        saved = meta.get("variables")
-        if saved is None:
-            raise ValueError(
-                f"Backup {path} holds only the weights and the optimizer (written by an "
-                "older keras_resnets without the seed generator states), so a resumed run "
-                "could not repeat the uninterrupted one. Start a fresh run in another "
-                "--output-dir."
-            )
-        expected = _signature(entries)
-        if saved != expected:
-            paths = meta.get("paths", [entry[0] for entry in saved])
-            here = [name for name, _ in entries]
-            index = next(
-                (i for i, (a, b) in enumerate(zip(saved, expected, strict=False)) if a != b),
-                min(len(saved), len(expected)),
-            )
-            first = (
-                f"variable {index}: {paths[index] if index < len(paths) else 'none'} "
-                f"{saved[index][1:] if index < len(saved) else ''} in the backup, "
-                f"{here[index] if index < len(here) else 'none'} "
-                f"{expected[index][1:] if index < len(expected) else ''} here"
-            )
-            raise ValueError(
-                f"Backup {path} does not match this model/optimizer (different recipe?): "
-                f"{len(saved)} variables in the backup, {len(expected)} in the model and "
-                f"its optimizer; first difference at {first}. Start a fresh run in another "
-                "--output-dir."
-            )
-        for i, (_, variable) in enumerate(entries):
-            variable.assign(data[f"v{i}"])
-        _restore_framework_rng_state(data)
+    meta, data = _read_backup(path)
+    saved = meta.get("variables")
+    if saved is None:
+        raise ValueError(
+            f"Backup {path} holds only the weights and the optimizer (written by an "
+            "older keras_resnets without the seed generator states), so a resumed run "
+            "could not repeat the uninterrupted one. Start a fresh run in another "
+            "--output-dir."
+        )
+    expected = _signature(entries)
+    if saved != expected:
+        paths = meta.get("paths", [entry[0] for entry in saved])
+        here = [name for name, _ in entries]
+        index = next(
+            (i for i, (a, b) in enumerate(zip(saved, expected, strict=False)) if a != b),
+            min(len(saved), len(expected)),
+        )
+        first = (
+            f"variable {index}: {paths[index] if index < len(paths) else 'none'} "
+            f"{saved[index][1:] if index < len(saved) else ''} in the backup, "
+            f"{here[index] if index < len(here) else 'none'} "
+            f"{expected[index][1:] if index < len(expected) else ''} here"
+        )
+        raise ValueError(
+            f"Backup {path} does not match this model/optimizer (different recipe?): "
+            f"{len(saved)} variables in the backup, {len(expected)} in the model and "
+            f"its optimizer; first difference at {first}. Start a fresh run in another "
+            "--output-dir."
+        )
+    missing = [f"v{i}" for i in range(len(entries)) if f"v{i}" not in data]
+    if missing:
+        raise _damaged(path, f"{missing[0]} of its {len(entries)} variables is missing")
+    for i, (_, variable) in enumerate(entries):
+        variable.assign(data[f"v{i}"])
+    _restore_framework_rng_state(data)
     return meta
+
+
+def load_latest_state(path: str, model: keras.Model) -> tuple[dict, str]:
+    """Restore the newest readable backup: `path`, else `previous_backup(path)`, saying so.
+
+    Returns:
+        `(record, the file restored)`.
+
+    Raises:
+        CorruptBackup: neither can be read (naming `path`).
+        FileNotFoundError: there is no backup.
+        ValueError: the backup is another model's (`load_state`).
+    """
+    previous = previous_backup(path)
+    try:
+        return load_state(path, model), path
+    except (CorruptBackup, FileNotFoundError) as error:
+        if not os.path.exists(previous):
+            raise
+        problem = error if isinstance(error, CorruptBackup) else f"There is no {path}."
+    meta = load_state(previous, model)
+    print(
+        f"{problem}\nResuming from the previous backup {previous} (step {meta['step']}).",
+        file=sys.stderr,
+    )
+    return meta, previous
+
+
+def trim_log(log_path: str, epochs: int) -> int:
+    """Keep only the rows of epochs before `epochs` in a `CSVLogger` file; return how many went.
+
+    A run killed after writing an epoch's row but before its backup repeats
+    that epoch on resume: the row written then is the one that counts.
+    """
+    if not os.path.exists(log_path):
+        return 0
+    with open(log_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or "epoch" not in rows[0]:
+        return 0
+    column = rows[0].index("epoch")
+    kept = [rows[0]] + [
+        row
+        for row in rows[1:]
+        if len(row) > column and row[column].isdigit() and int(row[column]) < epochs
+    ]
+    if len(kept) == len(rows):
+        return 0
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(kept)
+    atomic_write_text(log_path, out.getvalue())
+    return len(rows) - len(kept)
 
 
 class StepBackup(keras.callbacks.Callback):
@@ -260,7 +381,10 @@ class StepBackup(keras.callbacks.Callback):
         if not _all_finite(self.model.get_weights()):
             return
         step = self._step()
-        save_state(self.backup_path, self.model, step, self.history)
+        # A second save at the same step (every_steps at an epoch's end) keeps
+        # the previous backup one save back, not at this step.
+        keep = self.last_saved_step != step
+        save_state(self.backup_path, self.model, step, self.history, keep_previous=keep)
         self.last_saved_step = step
 
     def on_train_batch_end(self, batch, logs=None):

@@ -10,7 +10,9 @@ directory. See docs/training.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import io
 import json
 import math
 import os
@@ -20,6 +22,7 @@ import time
 from typing import Any
 
 from training import config as config_lib
+from training import rundir
 from training.options import resolve
 
 __all__ = ["run"]
@@ -68,6 +71,53 @@ def _dump_yaml(data: dict) -> str:
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
 
 
+def _exported_version(output_dir: str, weights_sha256: str) -> str | None:
+    """The version directory the previous run in `output_dir` exported, if it holds these weights.
+
+    A finished run resumed with `--export` has the same weights: its export
+    is not written a second time.
+    """
+    try:
+        with open(os.path.join(output_dir, "metrics.json"), encoding="utf-8") as handle:
+            previous = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(previous, dict):
+        return None
+    path = previous.get("export_version_path")
+    if previous.get("weights_sha256") == weights_sha256 and path and os.path.isdir(path):
+        return path
+    return None
+
+
+def _one_run_per_directory(function):
+    """Run `function` holding its output directory's lock (`rundir.hold`).
+
+    The recipe and flags are checked first (a usage error touches nothing);
+    the chief holds the lock (the other workers of a multi-worker run never
+    write there), removes the temporaries a killed run left, then runs.
+    """
+
+    @functools.wraps(function)
+    def wrapper(recipe, *, output_dir, overrides=None, **flags):
+        with contextlib.redirect_stdout(io.StringIO()):  # the run says it again
+            resolve(recipe, overrides=overrides, **flags)
+        if not isinstance(output_dir, str) or not output_dir:
+            raise ValueError(f"`output_dir` must be a directory path, got {output_dir!r}.")
+        from training.distribute import worker_info
+
+        if not worker_info()[2]:
+            return function(recipe, output_dir=output_dir, overrides=overrides, **flags)
+        output_dir = os.path.abspath(output_dir)
+        with rundir.hold(output_dir):
+            for path in rundir.remove_leftovers(output_dir):
+                print(f"removed {path}, left by a run that was stopped while writing it")
+            return function(recipe, output_dir=output_dir, overrides=overrides, **flags)
+
+    return wrapper
+
+
+@_one_run_per_directory
 def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags) -> dict:
     """Run a training like `python -m training.train` and return its results.
 
@@ -93,14 +143,19 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         `"test_accuracy"`, `"test_loss"`, `"output_dir"`, `"model_path"` (the
         saved `.keras`), `"steps"` (optimizer steps taken in total),
         `"status"` (`"completed"` or `"nan_loss"`), `"config"` (resolved)
-        and `"seconds"`.
+        and `"seconds"`; with `export`, `"export_path"` (`saved_model/`) and
+        `"export_version_path"` (the version written, or the previous run's
+        export of the same weights, not written again).
 
     Raises:
         ValueError: bad recipe, key, model, data set or flag value, an
             output directory holding another run (without `resume` or
-            `overwrite`).
+            `overwrite`), an input of the run (`transfer_from`, the recipe
+            file, `data_dir`) that is one of its outputs.
+        OutputDirectoryBusy: another run holds `output_dir` (its lock).
         DataError: data that cannot train (`training.data.check_source`:
             an empty split, one class, a batch larger than the training set).
+        CorruptBackup: `resume` and neither backup can be read.
 
     Example:
         >>> result = run("digits_resnet20", epochs=1, output_dir="runs/try")
@@ -112,20 +167,31 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
     export = None
     if flags.get("export"):
         from keras_resnets import export_saved_model as export
-    if not isinstance(output_dir, str) or not output_dir:
-        raise ValueError(f"`output_dir` must be a directory path, got {output_dir!r}.")
     output_dir = os.path.abspath(output_dir)
     backup_path = os.path.join(output_dir, "backup", "state.npz")
-    if os.path.exists(backup_path) and not resume and not flags.get("overwrite"):
+    rundir.check_inputs(
+        output_dir,
+        {
+            "--transfer-from": cfg["transfer"]["from"],
+            "--recipe": recipe if os.path.isfile(recipe) else None,
+            "--data-dir": cfg["data"]["data_dir"],
+        },
+    )
+    from training.callbacks import previous_backup
+    from training.distribute import worker_info
+
+    has_backup = any(os.path.exists(p) for p in (backup_path, previous_backup(backup_path)))
+    if has_backup and not resume and not flags.get("overwrite"):
         raise ValueError(
             f"{output_dir} already holds a run ({backup_path}). Pass --resume to continue "
-            "it, --overwrite to start again there, or choose another --output-dir."
+            "it, --overwrite to start again there (deleting its outputs: "
+            f"{', '.join(rundir.OUTPUTS)}), or choose another --output-dir."
         )
-    if flags.get("overwrite") and not resume:
-        for old in ("backup/state.npz", "checkpoint.keras", "model.keras", "metrics.json"):
-            if os.path.exists(os.path.join(output_dir, old)):
-                os.remove(os.path.join(output_dir, old))
-    if resume and not os.path.exists(backup_path):
+    if flags.get("overwrite") and not resume and worker_info()[2]:  # the chief's to clear
+        removed = rundir.clear_outputs(output_dir)
+        if removed:
+            print(f"--overwrite: deleted the previous run's {', '.join(removed)}")
+    if resume and not has_backup:
         print(f"--resume: no backup in {output_dir}; starting from the beginning.")
         resume = False
 
@@ -279,9 +345,13 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         history: dict = {}
         start_step = 0
         if resume:
-            meta = cb.load_state(backup_path, net)
+            meta, restored = cb.load_latest_state(backup_path, net)
             start_step, history = int(meta["step"]), meta["history"]
-            say(f"resumed from {backup_path} at step {start_step} of {total_steps}")
+            say(f"resumed from {restored} at step {start_step} of {total_steps}")
+            if is_chief:
+                # Rows of epochs after the backup (a kill between an epoch's row and
+                # its backup) are written again by the resumed run.
+                cb.trim_log(os.path.join(output_dir, "log.csv"), len(history.get("loss", [])))
 
         backup = cb.StepBackup(
             backup_path,
@@ -390,18 +460,23 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
                 test_loss=float(test_loss),
                 model_path=model_path,
             )
-            if export is not None and is_chief:
-                result["export_path"] = os.path.join(output_dir, "saved_model")
+        digest = hashlib.sha256(b"".join(w.tobytes() for w in base.get_weights()))
+        result["weights_sha256"] = digest.hexdigest()
+        if result["status"] == "completed" and export is not None and is_chief:
+            result["export_path"] = os.path.join(output_dir, "saved_model")
+            exported = _exported_version(output_dir, result["weights_sha256"])
+            if exported is not None:
+                say(f"--export: {exported} already holds this model; not exporting it again")
+            else:
                 # Serve with the trainer's normalisation and evaluation crop.
-                export(
+                exported = export(
                     base,
                     result["export_path"],
                     # preprocessing: the model's own (base.preprocessing).
                     class_names=source.class_names,
                     crop_fraction=224 / 256 if cfg["data"]["augmentation"] == "imagenet" else None,
                 )
-        digest = hashlib.sha256(b"".join(w.tobytes() for w in base.get_weights()))
-        result["weights_sha256"] = digest.hexdigest()
+            result["export_version_path"] = exported
         if num_workers > 1:
             print(f"worker {worker_index}: final weights sha256 {result['weights_sha256']}")
         result["seconds"] = time.time() - start_time

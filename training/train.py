@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from training import config as config_lib
@@ -31,6 +30,7 @@ from training.options import (
     select_backend,
     smoke_budget,
 )
+from training.rundir import default_output_dir
 from training.runner import _mixed_precision_policy, run  # noqa: F401 (tests import it here)
 
 __all__ = [
@@ -109,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--recipe", help="recipe name (see --list-recipes) or YAML path")
     parser.add_argument("--list-recipes", action="store_true", help="list recipes and exit")
-    parser.add_argument("--output-dir", help="default: runs/<recipe>")
+    parser.add_argument(
+        "--output-dir", help="default: runs/<recipe> (runs/<recipe>-transfer with --transfer-from)"
+    )
     add_flags(parser)
     parser.add_argument(
         "--backend",
@@ -170,15 +172,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if backend_error is not None:
         return cli_error(backend_error)
-    output_dir = args.output_dir or os.path.join(
-        "runs", os.path.splitext(os.path.basename(args.recipe))[0]
-    )
     try:
         overrides = config_lib.parse_set_flags(args.set)
         if args.cpu_devices:
             from training.distribute import configure_cpu_devices
 
             configure_cpu_devices(args.cpu_devices)
+        transfer_from = args.transfer_from or (overrides or {}).get("transfer.from")
+        output_dir = args.output_dir or default_output_dir(args.recipe, transfer_from)
         result = run(
             args.recipe,
             output_dir=output_dir,

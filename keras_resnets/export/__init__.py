@@ -23,6 +23,7 @@ stays backend-neutral.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -59,9 +60,15 @@ __all__ = [
     "export_saved_model",
     "list_versions",
     "model_preprocessing",
+    "temporary_patterns",
 ]
 
 CLASS_NAMES_FILE = "class_names.txt"
+
+# The export's hidden temporaries in `export_base` (TF Serving ignores names
+# that are not numbers): the version being written, a replaced one on its way out.
+_WRITING_PREFIX = ".{version}.tmp-"
+_REPLACED_PREFIX = ".old-"
 
 
 def list_versions(export_base: str | os.PathLike) -> list[int]:
@@ -87,6 +94,20 @@ def list_versions(export_base: str | os.PathLike) -> list[int]:
         for entry in os.listdir(base)
         if entry.isdigit() and os.path.isdir(os.path.join(base, entry))
     )
+
+
+def temporary_patterns(export_base: str | os.PathLike) -> list[str]:
+    """`glob` patterns of the hidden temporaries an interrupted export leaves in `export_base`.
+
+    Example:
+        >>> keras_resnets.export.temporary_patterns("runs/r20/saved_model")
+        ['runs/r20/saved_model/.[0-9]*.tmp-*', 'runs/r20/saved_model/.old-*']
+    """
+    base = glob.escape(os.fspath(export_base))
+    return [
+        os.path.join(base, _WRITING_PREFIX.format(version="[0-9]*") + "*"),
+        os.path.join(base, _REPLACED_PREFIX + "*"),
+    ]
 
 
 def export_saved_model(
@@ -219,7 +240,7 @@ def export_saved_model(
     os.makedirs(base, exist_ok=True)
     # A hidden, non-numeric name in the same directory: TF Serving ignores it,
     # and the final rename stays on one file system (atomic).
-    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=base)
+    tmp = tempfile.mkdtemp(prefix=_WRITING_PREFIX.format(version=version), dir=base)
     try:
         labels_dir = None
         if names is not None:
@@ -257,7 +278,7 @@ def _publish(target: str, final: str, overwrite: bool) -> None:
     if os.path.exists(final):
         if not overwrite:
             raise FileExistsError(f"Version directory {final!r} appeared during the export.")
-        trash = tempfile.mkdtemp(prefix=".old-", dir=os.path.dirname(final))
+        trash = tempfile.mkdtemp(prefix=_REPLACED_PREFIX, dir=os.path.dirname(final))
         old = os.path.join(trash, "version")
         os.rename(final, old)
         os.rename(target, final)
