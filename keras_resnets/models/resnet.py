@@ -17,6 +17,7 @@ the blocks and may move there.
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import keras
 
@@ -30,8 +31,13 @@ from keras_resnets.models.application import (
 )
 from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
-from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
+from keras_resnets.utils import check_choice, check_int
+from keras_resnets.weights import copy_weights_by_name, saved_with_stochastic_depth
 from keras_resnets.weights.pretrained import available_weights
+
+# The `drop_path_rate` of the network a file saved with stochastic depth is
+# first loaded into: any rate > 0 nests every block the same way.
+_NESTING_RATE = 0.5
 
 HE2015 = "He et al. 2015"
 
@@ -334,9 +340,18 @@ def build_resnet(
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
         )
-    if drop_path_rate and pretrained:
-        # Pretrained weights are stored for the flat graph: load them into the
-        # flat network, then copy them by name into the stochastic-depth one.
+    from_file = isinstance(weights, (str, os.PathLike)) and not pretrained
+    stored_nested = (
+        from_file
+        and spec.residual
+        and shortcut_variant in blocks.ADDITIVE_VARIANTS
+        and saved_with_stochastic_depth(weights) is True
+    )
+    if (pretrained or from_file) and bool(drop_path_rate) != stored_nested:
+        # The weights are stored for the other layout (pretrained ones and files
+        # saved without stochastic depth for the flat graph, files saved with it
+        # nested): load them into a network of their layout, then copy them by
+        # name into the one asked for.
         options = dict(
             model_name=model_name,
             shortcut=shortcut,
@@ -349,8 +364,14 @@ def build_resnet(
         )
         input_tensor = application.pop("input_tensor", None)
         shape = application.pop("input_shape", None)
-        flat_shape = shape if input_tensor is None else tuple(input_tensor.shape[1:])
-        flat = build_resnet(spec, input_shape=flat_shape, **options, **application)
+        source_shape = shape if input_tensor is None else tuple(input_tensor.shape[1:])
+        source = build_resnet(
+            spec,
+            input_shape=source_shape,
+            drop_path_rate=_NESTING_RATE if stored_nested else 0.0,
+            **options,
+            **application,
+        )
         application["weights"] = None
         model = build_resnet(
             spec,
@@ -363,9 +384,9 @@ def build_resnet(
             **options,
             **application,
         )
-        for layer in iter_layers(flat):
-            if layer.weights:
-                find_layer(model, layer.name).set_weights(layer.get_weights())
+        copy_weights_by_name(source, model)
+        if getattr(source, "preprocessing", None) is not None:
+            model.preprocessing = source.preprocessing
         return model
     return build_model(
         body=resnet_body(
