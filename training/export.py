@@ -154,8 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     except FileExistsError as exc:  # the version exists: choose another or --overwrite
         return cli_error(str(exc))  # a usage error, exit 2
-    except (ValueError, TypeError, OSError, ImportError) as exc:
-        return cli_error(exc)  # a usage error exits 2, an I/O error (OSError) 5
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+        # a usage error (a bad value, another backend than TensorFlow) exits 2,
+        # an I/O error (OSError) 5
+        return cli_error(exc)
     print(f"exported {args.model} to {path}")
     return 0
 
