@@ -217,3 +217,13 @@ def test_the_benchmark_refuses_bad_flags_naming_them(capsys, flags, flag):
         _benchmark().build_parser().parse_args(flags)
     assert caught.value.code == 2
     assert f"argument {flag}:" in capsys.readouterr().err
+
+
+def test_every_family_with_stochastic_depth_loads_across_nesting(tmp_path):
+    """The CIFAR Wide ResNet has its own builder: the same mechanism serves it."""
+    source = keras_resnets.WideResNet(depth=10, width=1, **STOCHASTIC)
+    randomise_batchnorm(iter_layers(source), np.random.default_rng(0))
+    path = tmp_path / "wrn.weights.h5"
+    source.save_weights(path)
+    flat = keras_resnets.WideResNet(depth=10, width=1, weights=str(path))
+    np.testing.assert_allclose(_outputs(flat), _outputs(source), atol=1e-6)

@@ -17,7 +17,6 @@ the blocks and may move there.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import keras
 
@@ -32,12 +31,8 @@ from keras_resnets.models.application import (
 from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_choice, check_int
-from keras_resnets.weights import copy_weights_by_name, saved_with_stochastic_depth
+from keras_resnets.weights import build_in_stored_layout
 from keras_resnets.weights.pretrained import available_weights
-
-# The `drop_path_rate` of the network a file saved with stochastic depth is
-# first loaded into: any rate > 0 nests every block the same way.
-_NESTING_RATE = 0.5
 
 HE2015 = "He et al. 2015"
 
@@ -340,53 +335,37 @@ def build_resnet(
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
         )
-    from_file = isinstance(weights, (str, os.PathLike)) and not pretrained
-    stored_nested = (
-        from_file
-        and spec.residual
-        and shortcut_variant in blocks.ADDITIVE_VARIANTS
-        and saved_with_stochastic_depth(weights) is True
+    options = dict(
+        model_name=model_name,
+        shortcut=shortcut,
+        stride_in_1x1=stride_in_1x1,
+        unit=unit,
+        shortcut_variant=shortcut_variant,
+        gate_bias=gate_bias,
+        form=form,
+        implementation=implementation,
     )
-    if (pretrained or from_file) and bool(drop_path_rate) != stored_nested:
-        # The weights are stored for the other layout (pretrained ones and files
-        # saved without stochastic depth for the flat graph, files saved with it
-        # nested): load them into a network of their layout, then copy them by
-        # name into the one asked for.
-        options = dict(
-            model_name=model_name,
-            shortcut=shortcut,
-            stride_in_1x1=stride_in_1x1,
-            unit=unit,
-            shortcut_variant=shortcut_variant,
-            gate_bias=gate_bias,
-            form=form,
-            implementation=implementation,
-        )
-        input_tensor = application.pop("input_tensor", None)
-        shape = application.pop("input_shape", None)
-        source_shape = shape if input_tensor is None else tuple(input_tensor.shape[1:])
-        source = build_resnet(
-            spec,
-            input_shape=source_shape,
-            drop_path_rate=_NESTING_RATE if stored_nested else 0.0,
-            **options,
-            **application,
-        )
-        application["weights"] = None
-        model = build_resnet(
-            spec,
-            input_tensor=input_tensor,
-            input_shape=shape,
-            drop_path_rate=drop_path_rate,
-            stochastic_depth_mode=stochastic_depth_mode,
-            stochastic_depth_scale=stochastic_depth_scale,
-            stochastic_depth_seed=stochastic_depth_seed,
-            **options,
-            **application,
-        )
-        copy_weights_by_name(source, model)
-        if getattr(source, "preprocessing", None) is not None:
-            model.preprocessing = source.preprocessing
+    stochastic = dict(
+        drop_path_rate=drop_path_rate,
+        stochastic_depth_mode=stochastic_depth_mode,
+        stochastic_depth_scale=stochastic_depth_scale,
+        stochastic_depth_seed=stochastic_depth_seed,
+    )
+
+    def build(rate, arguments):
+        if rate is None:
+            return build_resnet(spec, **options, **stochastic, **arguments)
+        return build_resnet(spec, **options, drop_path_rate=rate, **arguments)
+
+    model = build_in_stored_layout(
+        build,
+        weights,
+        nested=bool(drop_path_rate),
+        pretrained=pretrained,
+        can_nest=spec.residual and shortcut_variant in blocks.ADDITIVE_VARIANTS,
+        application=application,
+    )
+    if model is not None:
         return model
     return build_model(
         body=resnet_body(

@@ -25,6 +25,7 @@ import h5py
 import keras
 
 __all__ = [
+    "build_in_stored_layout",
     "copy_weights_by_name",
     "load_torch_checkpoint",
     "load_weights_file",
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 _SUFFIXES = (".weights.h5", ".keras")
+# The `drop_path_rate` of the network a file saved with stochastic depth is
+# first loaded into (`build_in_stored_layout`): any rate > 0 nests every block
+# the same way.
+NESTING_RATE = 0.5
 
 
 def _h5_key(class_name: str) -> str:
@@ -137,6 +142,53 @@ def copy_weights_by_name(source: keras.Model, target: keras.Model) -> None:
                 f"{target.name!r} and {[tuple(v.shape) for v in values]} in {source.name!r}."
             )
         layer.set_weights(values)
+
+
+def build_in_stored_layout(
+    build, weights, *, nested: bool, pretrained: bool, can_nest: bool, application: dict
+) -> keras.Model | None:
+    """Build a model whose `weights` were stored nested the other way, or None.
+
+    Pretrained weights and files saved without stochastic depth are stored
+    for the flat graph; files saved with it (any `drop_path_rate > 0`) for the
+    nested one. When the model asked for nests the other way, the weights are
+    loaded into a network of their own layout, then copied by layer name
+    (`copy_weights_by_name`) into the one asked for; this is how every
+    builder with `drop_path_rate` loads `weights="imagenet"` and
+    `weights=<file>`.
+
+    Args:
+        build: `build(drop_path_rate, application) -> keras.Model`: the
+            family's builder with its options; a rate builds the stored
+            layout (`NESTING_RATE`, or 0 for flat), None the model asked for.
+        weights: the builder's `weights` argument.
+        nested: whether the model asked for nests (`drop_path_rate > 0`).
+        pretrained: whether `weights` names published pretrained weights.
+        can_nest: whether the family's options allow stochastic depth (a
+            file claiming it otherwise is left to `load_weights_file` to refuse).
+        application: the keras.applications arguments (`weights`,
+            `input_tensor`, `input_shape`, ...).
+
+    Returns:
+        The model with the weights, or None when the weights are stored in the
+        model's own layout (the caller builds as usual).
+    """
+    from_file = isinstance(weights, (str, os.PathLike)) and not pretrained
+    stored_nested = bool(from_file and can_nest and saved_with_stochastic_depth(weights))
+    if not (pretrained or from_file) or nested == stored_nested:
+        return None
+    application = dict(application)
+    input_tensor = application.pop("input_tensor", None)
+    shape = application.pop("input_shape", None)
+    source_shape = shape if input_tensor is None else tuple(input_tensor.shape[1:])
+    rate = NESTING_RATE if stored_nested else 0.0
+    source = build(rate, {**application, "input_shape": source_shape})
+    application.update(weights=None, input_tensor=input_tensor, input_shape=shape)
+    model = build(None, application)
+    copy_weights_by_name(source, model)
+    if getattr(source, "preprocessing", None) is not None:
+        model.preprocessing = source.preprocessing
+    return model
 
 
 def _layer_classes(layers: list, found: dict[str, str]) -> dict[str, str]:
