@@ -7,7 +7,10 @@ names and classes a `.keras` file records; the layer groups of a
 shape matches, so a mismatch names the file and the first layer that
 differs instead of failing deep inside Keras or loading silently into
 another network. `copy_weights_by_name` copies weights between a flat model
-and its stochastic-depth twin (whose blocks nest their branches). `load_torch_checkpoint(model, path)` converts a torchvision/timm
+and its stochastic-depth twin (whose blocks nest their branches);
+`build_in_stored_layout` is how the builders load weights stored in the
+other nesting (pretrained ones, files saved with or without stochastic
+depth). `load_torch_checkpoint(model, path)` converts a torchvision/timm
 PyTorch checkpoint (`.safetensors`, or `.pth` with PyTorch installed);
 `keras_resnets.weights.pretrained` holds the registry of published ImageNet
 checkpoints behind `weights="imagenet"`.
