@@ -68,7 +68,7 @@ def target():
 
 
 def _outputs(model: keras.Model) -> np.ndarray:
-    return np.asarray(model(X, training=False))
+    return keras.ops.convert_to_numpy(model(X, training=False))
 
 
 def test_resnet20_refuses_a_plain20_file(saved):
