@@ -17,6 +17,7 @@ the blocks and may move there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import keras
 
@@ -335,32 +336,25 @@ def build_resnet(
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
         )
-    options = dict(
-        model_name=model_name,
-        shortcut=shortcut,
-        stride_in_1x1=stride_in_1x1,
-        unit=unit,
-        shortcut_variant=shortcut_variant,
-        gate_bias=gate_bias,
-        form=form,
-        implementation=implementation,
-    )
-    stochastic = dict(
-        drop_path_rate=drop_path_rate,
-        stochastic_depth_mode=stochastic_depth_mode,
-        stochastic_depth_scale=stochastic_depth_scale,
-        stochastic_depth_seed=stochastic_depth_seed,
-    )
-
-    def build(rate, arguments):
-        if rate is None:
-            return build_resnet(spec, **options, **stochastic, **arguments)
-        return build_resnet(spec, **options, drop_path_rate=rate, **arguments)
-
+    # Weights stored in the other nesting (pretrained ones are flat) load
+    # through a network of their own layout, copied by name.
     model = build_in_stored_layout(
-        build,
-        weights,
-        nested=bool(drop_path_rate),
+        functools.partial(
+            build_resnet,
+            spec,
+            model_name=model_name,
+            shortcut=shortcut,
+            stride_in_1x1=stride_in_1x1,
+            unit=unit,
+            shortcut_variant=shortcut_variant,
+            gate_bias=gate_bias,
+            stochastic_depth_mode=stochastic_depth_mode,
+            stochastic_depth_scale=stochastic_depth_scale,
+            stochastic_depth_seed=stochastic_depth_seed,
+            form=form,
+            implementation=implementation,
+        ),
+        drop_path_rate=drop_path_rate,
         pretrained=pretrained,
         can_nest=spec.residual and shortcut_variant in blocks.ADDITIVE_VARIANTS,
         application=application,

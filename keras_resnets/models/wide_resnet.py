@@ -12,6 +12,7 @@ pre-activated input where the shape changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import keras
 
@@ -183,23 +184,17 @@ def build_wide_resnet(
     """Build a CIFAR Wide ResNet from its spec (`application`: keras.applications arguments)."""
     n = spec.blocks_per_stage
     dropout_rate = check_fraction("dropout_rate", dropout_rate, low=0.0, high=1.0)
-    stochastic = dict(
-        drop_path_rate=drop_path_rate,
-        stochastic_depth_mode=stochastic_depth_mode,
-        stochastic_depth_scale=stochastic_depth_scale,
-        stochastic_depth_seed=stochastic_depth_seed,
-    )
-
-    def build(rate, arguments):
-        options = stochastic if rate is None else {"drop_path_rate": rate}
-        return build_wide_resnet(
-            spec, model_name=model_name, dropout_rate=dropout_rate, **options, **arguments
-        )
-
     model = build_in_stored_layout(
-        build,
-        application.get("weights"),
-        nested=bool(drop_path_rate),
+        functools.partial(
+            build_wide_resnet,
+            spec,
+            model_name=model_name,
+            dropout_rate=dropout_rate,
+            stochastic_depth_mode=stochastic_depth_mode,
+            stochastic_depth_scale=stochastic_depth_scale,
+            stochastic_depth_seed=stochastic_depth_seed,
+        ),
+        drop_path_rate=drop_path_rate,
         pretrained=False,
         can_nest=True,
         application=application,

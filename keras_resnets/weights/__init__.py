@@ -148,7 +148,7 @@ def copy_weights_by_name(source: keras.Model, target: keras.Model) -> None:
 
 
 def build_in_stored_layout(
-    build, weights, *, nested: bool, pretrained: bool, can_nest: bool, application: dict
+    build, *, drop_path_rate, pretrained: bool, can_nest: bool, application: dict
 ) -> keras.Model | None:
     """Build a model whose `weights` were stored nested the other way, or None.
 
@@ -161,12 +161,11 @@ def build_in_stored_layout(
     `weights=<file>`.
 
     Args:
-        build: `build(drop_path_rate, application) -> keras.Model`: the
-            family's builder with its options; a rate builds the stored
-            layout (`NESTING_RATE`, or 0 for flat), None the model asked for.
-        weights: the builder's `weights` argument.
-        nested: whether the model asked for nests (`drop_path_rate > 0`).
-        pretrained: whether `weights` names published pretrained weights.
+        build: `build(drop_path_rate=..., **application) -> keras.Model`, the
+            family's builder with its other options bound.
+        drop_path_rate: the rate asked for (> 0 nests every block).
+        pretrained: whether `application["weights"]` names published
+            pretrained weights.
         can_nest: whether the family's options allow stochastic depth (a
             file claiming it otherwise is left to `load_weights_file` to refuse).
         application: the keras.applications arguments (`weights`,
@@ -176,18 +175,21 @@ def build_in_stored_layout(
         The model with the weights, or None when the weights are stored in the
         model's own layout (the caller builds as usual).
     """
+    weights = application.get("weights")
     from_file = isinstance(weights, (str, os.PathLike)) and not pretrained
     stored_nested = bool(from_file and can_nest and saved_with_stochastic_depth(weights))
-    if not (pretrained or from_file) or nested == stored_nested:
+    if not (pretrained or from_file) or bool(drop_path_rate) == stored_nested:
         return None
     application = dict(application)
     input_tensor = application.pop("input_tensor", None)
     shape = application.pop("input_shape", None)
-    source_shape = shape if input_tensor is None else tuple(input_tensor.shape[1:])
-    rate = NESTING_RATE if stored_nested else 0.0
-    source = build(rate, {**application, "input_shape": source_shape})
+    source = build(
+        drop_path_rate=NESTING_RATE if stored_nested else 0.0,
+        input_shape=shape if input_tensor is None else tuple(input_tensor.shape[1:]),
+        **application,
+    )
     application.update(weights=None, input_tensor=input_tensor, input_shape=shape)
-    model = build(None, application)
+    model = build(drop_path_rate=drop_path_rate, **application)
     copy_weights_by_name(source, model)
     if getattr(source, "preprocessing", None) is not None:
         model.preprocessing = source.preprocessing
