@@ -1,4 +1,4 @@
-"""Training-step throughput at 224x224: ResNeXt-50 (32x4d) vs ResNet-50, native vs auto.
+"""Training-step throughput at 224x224 (`--size`): ResNeXt-50 (32x4d) vs ResNet-50, native vs auto.
 
 Measured side by side in one run, float32, each model compiled with
 `jit_compile=False` and trained with `train_on_batch` (SGD momentum 0.9,
@@ -74,16 +74,43 @@ def interleaved(calls: dict, steps: int, warmup: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def main(argv=None) -> None:
+# The smallest input the models take: ResNet-50 and ResNeXt-50 downsample by 32.
+MIN_SIZE = 32
+
+
+def _at_least(minimum: int):
+    """An argparse type: an integer >= `minimum` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's flags, each checked by its type (usage errors exit 2)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--native-batch", type=int, default=2)
+    parser.add_argument("--batch", type=_at_least(1), default=4)
+    parser.add_argument(
+        "--size", type=_at_least(MIN_SIZE), default=224, help="input height and width"
+    )
+    parser.add_argument("--steps", type=_at_least(1), default=3)
+    parser.add_argument("--warmup", type=_at_least(0), default=1)
+    parser.add_argument("--native-batch", type=_at_least(1), default=2)
     parser.add_argument("--skip-native", action="store_true")
     parser.add_argument("--skip-split", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    shape = (args.size, args.size, 3)
     print(
         f"{keras.backend.backend()} backend, {os.cpu_count()} cores (shared machine: "
         f"compare ratios), float32, {args.size}x{args.size}, training batch {args.batch}, "
@@ -91,13 +118,15 @@ def main(argv=None) -> None:
         f"{args.warmup} warm-up"
     )
     models = {
-        "ResNet-50": keras_resnets.ResNet50(),
-        "ResNeXt-50 auto": keras_resnets.ResNeXt50(implementation="auto"),
+        "ResNet-50": keras_resnets.ResNet50(input_shape=shape),
+        "ResNeXt-50 auto": keras_resnets.ResNeXt50(input_shape=shape, implementation="auto"),
     }
     resolved = models["ResNeXt-50 auto"].get_layer("stage2_block1_conv2").resolved_implementation
     models[f"ResNeXt-50 auto ({resolved})"] = models.pop("ResNeXt-50 auto")
     if resolved != "split" and not args.skip_split:
-        models["ResNeXt-50 split"] = keras_resnets.ResNeXt50(implementation="split")
+        models["ResNeXt-50 split"] = keras_resnets.ResNeXt50(
+            input_shape=shape, implementation="split"
+        )
     x, y = _batch(args.batch, args.size)
     x_infer, _ = _batch(4 * args.batch, args.size)
     for model in models.values():
@@ -115,7 +144,7 @@ def main(argv=None) -> None:
     print("  inference img/s:", {name: round(v, 3) for name, v in infer.items()}, flush=True)
     native = None
     if not args.skip_native:
-        model = _compile(keras_resnets.ResNeXt50(implementation="native"))
+        model = _compile(keras_resnets.ResNeXt50(input_shape=shape, implementation="native"))
         xn, yn = _batch(args.native_batch, args.size)
         seconds = interleaved({"native": lambda: model.train_on_batch(xn, yn)}, 1, 1)["native"]
         native = args.native_batch / seconds

@@ -8,7 +8,9 @@ Usage::
 SRC is a torchvision/timm-layout checkpoint (`.safetensors`, or `.pth`/`.pt`
 with PyTorch installed); DST a `.weights.h5` (for `weights=` or
 `model.load_weights`) or `.keras` (a whole model for `keras.models.load_model`).
-The file is written under a temporary name and renamed when complete.
+The file is written under a temporary name and renamed when complete, with
+the usual mode of a new file; an existing DST is refused unless
+`--overwrite` is given.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def convert(
     *,
     classes: int | None = None,
     include_top: bool = True,
+    overwrite: bool = False,
 ):
     """Convert `source` into `destination` for the registered model `model_name`.
 
@@ -39,27 +42,44 @@ def convert(
         classes: classifier width (default: the model's, 1000 for ImageNet);
             for checkpoints fine-tuned to another number of classes.
         include_top: False for checkpoints without the classifier.
+        overwrite: replace an existing `destination` (default: refuse it).
 
     Returns:
         The converted `keras.Model`.
 
     Raises:
-        ValueError: a bad path or suffix, an unknown model name, or a
-            checkpoint that does not match the model (naming the first
-            mismatch).
+        TypeError: `source` or `destination` is not a path.
+        ValueError: a bad suffix, a missing directory, an unknown model
+            name, or a checkpoint that does not match the model (naming the
+            first mismatch).
+        FileExistsError: `destination` exists and `overwrite` is False.
+        PermissionError: `destination`'s directory is not writable.
+        All are raised before anything is converted or written.
 
     Example:
         >>> convert("resnet18.safetensors", "resnet18.weights.h5", "ResNet18")  # doctest: +SKIP
     """
     from keras_resnets.models.registry import get_model
-    from keras_resnets.weights import load_torch_checkpoint
+    from keras_resnets.utils import check_bool
+    from keras_resnets.weights import check_path, load_torch_checkpoint
 
-    destination = os.fspath(destination)
+    source = check_path("source", source)
+    destination = check_path("destination", destination)
+    check_bool("overwrite", overwrite)
     if not destination.endswith((".weights.h5", ".keras")):
         raise ValueError(f"DST must end in .weights.h5 or .keras, got {destination!r}.")
     directory = os.path.dirname(os.path.abspath(destination))
     if not os.path.isdir(directory):
         raise ValueError(f"DST directory {directory!r} does not exist.")
+    if os.path.isdir(destination):
+        raise ValueError(f"DST {destination!r} is a directory; give a file name.")
+    if os.path.exists(destination) and not overwrite:
+        raise FileExistsError(
+            f"DST {destination!r} already exists; pass --overwrite (`overwrite=True`) to "
+            "replace it, or choose another name."
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"DST directory {directory!r} is not writable: {destination!r}.")
     kwargs = {"include_top": include_top}
     if classes is not None:
         kwargs["classes"] = classes
@@ -84,13 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="model name, e.g. ResNet50")
     parser.add_argument("--classes", type=int, default=None, help="classifier width")
     parser.add_argument("--no-top", action="store_true", help="the checkpoint has no classifier")
+    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     args = parser.parse_args(argv)
     try:
         model = convert(
-            args.src, args.dst, args.model, classes=args.classes, include_top=not args.no_top
+            args.src,
+            args.dst,
+            args.model,
+            classes=args.classes,
+            include_top=not args.no_top,
+            overwrite=args.overwrite,
         )
-    except (ValueError, ImportError) as exc:
-        return cli_error(exc)
+    except FileExistsError as exc:  # DST exists: choose another or --overwrite
+        return cli_error(str(exc))  # a usage error, exit 2
+    except (ValueError, TypeError, ImportError, OSError) as exc:
+        return cli_error(exc)  # a usage error exits 2, an unwritable DST (OSError) 5
     print(f"Wrote {args.dst}: {model.name}, {model.count_params():,} weights converted.")
     return 0
 

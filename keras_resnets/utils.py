@@ -156,9 +156,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     Every file the package and the trainer write goes through this: the
     temporary file sits in the same directory (same file system), so the
     final `os.replace` is atomic and readers see the old file or the new one,
-    never a half-written one. If the block raises, the temporary file is
-    removed and `path` is left as it was. The temporary name keeps `path`'s
-    suffix (`.keras`, `.weights.h5`, ...), which Keras's savers check.
+    never a half-written one. The file gets the mode of any new file
+    (0666 less the umask, usually 0644), not the 0600 of a temporary file.
+    If the block raises, the temporary file is removed and `path` is left as
+    it was. The temporary name keeps `path`'s suffix (`.keras`,
+    `.weights.h5`, ...), which Keras's savers check.
 
     Args:
         path: the final path; its directory is created if missing.
@@ -179,10 +181,28 @@ def atomic_write(path: str | os.PathLike) -> Iterator[str]:
     os.remove(temporary)
     try:
         yield temporary
+        if os.path.isfile(temporary):
+            # Whatever made the temporary file (a writer may create it as mkstemp
+            # does, 0600), the final file gets a new file's usual mode.
+            os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it (Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

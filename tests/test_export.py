@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from model_checks import randomise_batchnorm
 from serving_helpers import serving_script
 
@@ -436,7 +438,8 @@ def test_cli_never_overwrites_a_version_unless_asked(exported, capsys):
 def test_cli_reports_a_bad_model_file(tmp_path, capsys):
     bad = tmp_path / "broken.keras"
     bad.write_bytes(b"not a zip file")
-    assert export_cli.main(["--model", str(bad), "--export-base", str(tmp_path / "m")]) == 2
+    # a file that cannot be read: an I/O error (issue 17: exit 5, not the usage code 2)
+    assert export_cli.main(["--model", str(bad), "--export-base", str(tmp_path / "m")]) == 5
     assert str(bad) in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
 
@@ -458,3 +461,160 @@ def test_library_modules_import_tensorflow_lazily(module):
             assert all(alias.name.split(".")[0] != "tensorflow" for alias in node.names)
         if isinstance(node, ast.ImportFrom):
             assert (node.module or "").split(".")[0] != "tensorflow"
+
+
+# -- every export option, drawn: bad values refused before anything is traced ----
+
+NOT_FINITE = st.sampled_from([float("nan"), float("inf"), float("-inf")])
+NOT_A_NUMBER = st.one_of(st.none(), st.text(max_size=3), st.booleans())
+# Each option: a strategy of values the export must refuse, each with a
+# ValueError/TypeError naming the option, and one of values it takes.
+BAD_OPTIONS = {
+    "preprocessing": st.one_of(
+        st.text(max_size=5).filter(lambda s: s not in ("unit", "torch", "tf", "none")),
+        st.integers(),
+        st.fixed_dictionaries({"scale": st.one_of(NOT_FINITE, st.floats(max_value=0))}),
+        st.fixed_dictionaries({"mean": st.one_of(NOT_FINITE, st.tuples(NOT_FINITE))}),
+        st.fixed_dictionaries({"std": st.one_of(NOT_FINITE, st.floats(max_value=0))}),
+        st.fixed_dictionaries({"std": st.lists(NOT_A_NUMBER, min_size=1, max_size=3)}),
+        st.fixed_dictionaries({"mean": st.lists(st.floats(0, 1), min_size=2, max_size=2)}),
+        st.dictionaries(st.sampled_from(["offset", "Scale"]), st.floats(), min_size=1),
+    ),
+    "class_names": st.one_of(
+        st.integers(),
+        st.floats(),
+        st.lists(st.text(max_size=3), max_size=9),  # not one name per class
+        st.lists(st.just("cat"), min_size=10, max_size=10),  # duplicates
+        st.just(["", *(f"c{i}" for i in range(9))]),  # an empty name
+        st.just(["  ", *(f"c{i}" for i in range(9))]),
+        st.just([*(f"c{i}" for i in range(9)), "a\nb"]),
+    ),
+    "export_base": st.one_of(st.none(), st.integers(), st.just(""), st.just(" "), st.just("FILE")),
+    "top_k": st.one_of(st.integers(max_value=0), st.floats(), NOT_A_NUMBER),
+    "version": st.one_of(st.integers(max_value=-1), st.floats(), st.text(), st.booleans()),
+    "input_size": st.one_of(
+        st.integers(max_value=0),
+        st.tuples(st.integers(max_value=0), st.integers(1, 64)),
+        st.just((32, 32, 3)),
+        st.text(max_size=3),
+        st.just(48),  # the model's input is fixed at 32
+    ),
+    "crop_fraction": st.one_of(
+        st.floats(max_value=0), st.floats(min_value=1.01), NOT_FINITE, st.text(max_size=2)
+    ),
+    "outputs": st.text(max_size=12).filter(lambda s: s not in ("probabilities", "logits")),
+    "overwrite": st.one_of(st.integers(), st.none(), st.text(max_size=2)),
+}
+GOOD_OPTIONS = {
+    "preprocessing": st.one_of(
+        st.sampled_from(["unit", "torch", "tf", "none"]),
+        st.fixed_dictionaries(
+            {
+                "scale": st.floats(1e-3, 1.0),
+                "mean": st.lists(st.floats(-1, 1), min_size=1, max_size=1),
+                "std": st.lists(st.floats(0.01, 2), min_size=3, max_size=3),
+            }
+        ),
+    ),
+    "class_names": st.one_of(
+        st.none(),
+        st.lists(st.text(min_size=1, max_size=4), min_size=10, max_size=10).filter(
+            lambda names: (
+                len(set(names)) == 10
+                and all(n.strip() and "\n" not in n and "\r" not in n for n in names)
+            )
+        ),
+    ),
+    "top_k": st.integers(1, 20),
+    "version": st.one_of(st.none(), st.integers(0, 10**6)),
+    "input_size": st.one_of(st.none(), st.just(32), st.just((32, 32))),
+    "crop_fraction": st.one_of(st.none(), st.floats(0.05, 1.0)),
+    "outputs": st.sampled_from(["probabilities", "logits"]),
+    "overwrite": st.booleans(),
+}
+
+
+class _Traced(Exception):
+    """Raised in place of tracing: the arguments passed every check."""
+
+
+@pytest.fixture(scope="module")
+def export_checks_only():
+    """A small classifier, with the export stopped where tracing would begin."""
+    from keras_resnets import export as export_module
+
+    patch = pytest.MonkeyPatch()
+
+    def traced(*args, **kwargs):
+        raise _Traced
+
+    patch.setattr(export_module, "serving_archive", traced)
+    yield keras_resnets.CifarResNet(8)
+    patch.undo()
+
+
+def _export_with(model, directory: pathlib.Path, options: dict):
+    kwargs = {"preprocessing": "unit", "warmup": False, **options}
+    base = kwargs.pop("export_base", directory / "m")
+    if base == "FILE":
+        base = directory / "a_file"
+        base.write_text("not a directory")
+    return export_saved_model(model, base, **kwargs)
+
+
+def test_every_export_option_has_a_good_and_a_bad_strategy():
+    import inspect
+
+    parameters = set(inspect.signature(export_saved_model).parameters) - {"model", "warmup"}
+    assert set(BAD_OPTIONS) == parameters
+    assert set(GOOD_OPTIONS) == parameters - {"export_base"}
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_bad_export_options_are_refused_before_anything_is_written(
+    export_checks_only, tmp_path_factory, data
+):
+    option = data.draw(st.sampled_from(sorted(BAD_OPTIONS)), label="option")
+    value = data.draw(BAD_OPTIONS[option], label=option)
+    directory = tmp_path_factory.mktemp("bad")
+    with pytest.raises((ValueError, TypeError)) as caught:
+        _export_with(export_checks_only, directory, {option: value})
+    assert f"`{option}" in str(caught.value)
+    assert not (directory / "m").exists()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(options=st.fixed_dictionaries({}, optional=GOOD_OPTIONS))
+def test_good_export_options_pass_every_check(export_checks_only, tmp_path_factory, options):
+    directory = tmp_path_factory.mktemp("good")
+    with pytest.raises(_Traced):
+        _export_with(export_checks_only, directory, options)
+    assert list_versions(directory / "m") == []  # the temporary version was removed
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--std", "nan", "--mean", "0.5"], "--std"),
+        (["--mean", "inf", "--std", "0.5"], "--mean"),
+        (["--std", "0.2,nan,0.2", "--mean", "0.5"], "--std"),
+    ],
+)
+def test_cli_refuses_non_finite_normalisation_naming_the_flag(tmp_path, capsys, flags, message):
+    argv = ["--model", str(tmp_path / "m.keras"), "--export-base", str(tmp_path / "e"), *flags]
+    with pytest.raises(SystemExit) as caught:
+        export_cli.main(argv)
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "finite" in err and "Traceback" not in err

@@ -246,3 +246,89 @@ def test_convert_command_fails_cleanly(tmp_path, small_registered, capsys):
     assert os.listdir(tmp_path) == []
     assert main([fixture_path("resnet_basic"), str(tmp_path / "out.h5"), "--model", name]) == 2
     assert "must end in .weights.h5 or .keras" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda v: np.full_like(v, np.nan), "NaN or infinite"),
+        (lambda v: np.where(np.arange(v.size).reshape(v.shape) == 0, np.inf, v), "1 NaN or inf"),
+        (lambda v: v.astype(np.int32), "dtype int32"),
+    ],
+    ids=["nan", "inf", "integer"],
+)
+def test_a_tensor_that_is_not_a_finite_float_is_named(tmp_path, damage, message):
+    from safetensors.numpy import save_file
+
+    state = read_torch_checkpoint(fixture_path("resnet_basic"))
+    state["layer2.0.conv1.weight"] = damage(state["layer2.0.conv1.weight"])
+    path = str(tmp_path / "damaged.safetensors")
+    save_file(state, path)
+    model = small_model("resnet_basic")
+    before = _weights(model)
+    with pytest.raises(
+        ValueError, match=rf"damaged\.safetensors.*'layer2\.0\.conv1\.weight'.*{message}"
+    ):
+        load_torch_checkpoint(model, path)
+    for old, new in zip(before, _weights(model), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_atomic_write_gives_a_new_files_mode_whatever_the_writer_made():
+    import stat
+    import tempfile
+
+    from keras_resnets.utils import atomic_write
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "out.weights.h5")
+        with atomic_write(path) as temporary:
+            os.close(os.open(temporary, os.O_CREAT | os.O_WRONLY, 0o600))  # as mkstemp does
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~_umask()
+
+
+def test_convert_writes_readable_files_and_refuses_an_existing_one(
+    tmp_path, small_registered, capsys
+):
+    import stat
+
+    from keras_resnets.convert import main
+
+    name = small_registered["resnet_basic"]
+    destination = tmp_path / "small.weights.h5"
+    argv = [fixture_path("resnet_basic"), str(destination), "--model", name]
+    assert main(argv) == 0
+    assert stat.S_IMODE(os.stat(destination).st_mode) == 0o666 & ~_umask()
+    stamp = os.stat(destination).st_mtime_ns
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and str(destination) in err and "--overwrite" in err
+    assert os.stat(destination).st_mtime_ns == stamp
+    assert main([*argv, "--overwrite"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["small.weights.h5"]
+
+
+def test_convert_names_an_unwritable_destination(tmp_path, small_registered, monkeypatch, capsys):
+    from keras_resnets.convert import convert, main
+
+    name = small_registered["resnet_basic"]
+    destination = tmp_path / "out.weights.h5"
+    # a read-only directory (simulated: root may write anywhere)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert main([fixture_path("resnet_basic"), str(destination), "--model", name]) == 5
+    err = capsys.readouterr().err
+    assert "not writable" in err and str(destination) in err
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+    for bad in (None, 5):
+        with pytest.raises(TypeError, match="`destination`"):
+            convert(fixture_path("resnet_basic"), bad, name)
+        with pytest.raises(TypeError, match="`source`"):
+            convert(bad, tmp_path / "x.keras", name)

@@ -6,12 +6,14 @@
 writes `/srv/models/resnet20/<N>/` (N defaults to one above the highest
 version present) atomically, normalising pixels as the model was trained
 (the `preprocessing` a trained `.keras` file carries) unless told otherwise;
-see docs/deployment.md.
+see docs/deployment.md. A bad flag or value prints `error: ...` and exits 2,
+a file that cannot be read or written exits 5 (`keras_resnets.utils.EXIT_CODES`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -31,11 +33,14 @@ def _input_size(text: str):
 
 def _floats(text: str) -> list[float]:
     try:
-        return [float(part) for part in text.split(",")]
+        values = [float(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated numbers, got {text!r}"
         ) from None
+    if not all(math.isfinite(value) for value in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers (no nan or inf), got {text!r}")
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = keras.models.load_model(args.model)
     except Exception as exc:  # noqa: BLE001 - any loading failure names the file
-        return cli_error(f"cannot load --model {args.model!r}: {exc}")
+        # a file that cannot be read (truncated, corrupt): an I/O error
+        return cli_error(OSError(f"cannot load --model {args.model!r}: {exc}"))
     try:
         path = keras_resnets.export_saved_model(
             model,
@@ -146,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             warmup=not args.no_warmup,
         )
-    except (ValueError, TypeError, FileExistsError, ImportError) as exc:
+    except FileExistsError as exc:  # the version exists: choose another or --overwrite
+        return cli_error(str(exc))  # a usage error, exit 2
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+        # a usage error (a bad value, another backend than TensorFlow) exits 2,
+        # an I/O error (OSError) 5
         return cli_error(exc)
     print(f"exported {args.model} to {path}")
     return 0

@@ -35,6 +35,7 @@ from keras_resnets.export.checks import (
     OUTPUTS,
     PREPROCESSING,
     _check_class_names,
+    _check_export_base,
     _check_model,
     _model_preprocessing_or_error,
     _resolve_preprocessing,
@@ -188,8 +189,11 @@ def export_saved_model(
     Raises:
         RuntimeError: Keras runs on another backend than TensorFlow.
         FileExistsError: the version exists and `overwrite` is False.
-        ValueError: a bad argument (named in the message), or a model that is
-            not a classifier.
+        ValueError, TypeError: a bad argument, named in the message (a NaN or
+            infinite `preprocessing` value, duplicate or empty class names,
+            an `export_base` that is not a directory path...), or a model
+            that is not a classifier. Every argument is checked before
+            anything is traced or written.
 
     Example:
         >>> model = keras_resnets.ResNet20()
@@ -203,6 +207,7 @@ def export_saved_model(
             "`model.save('model.keras')` and export it from a TensorFlow-backend process."
         )
     channels, classes = _check_model(model)
+    base = _check_export_base(export_base)
     if outputs not in OUTPUTS:
         raise ValueError(
             f"`outputs` must be one of {', '.join(repr(o) for o in OUTPUTS)} (what the model "
@@ -223,7 +228,6 @@ def export_saved_model(
         raise ValueError(f"`crop_fraction` must be None or in (0, 1], got {crop_fraction!r}.")
     if not isinstance(overwrite, bool):
         raise ValueError(f"`overwrite` must be True or False, got {overwrite!r}.")
-    base = os.fspath(export_base)
     if version is None:
         present = list_versions(base)
         version = present[-1] + 1 if present else 1

@@ -7,8 +7,9 @@ bad argument is a `ValueError`/`TypeError` naming it.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import keras
 
@@ -52,13 +53,32 @@ def _resolve_preprocessing(preprocessing, channels: int) -> dict[str, object]:
             f"got {type(preprocessing).__name__}: {preprocessing!r}."
         )
     scale = spec["scale"]
-    if not isinstance(scale, (int, float)) or isinstance(scale, bool) or scale <= 0:
-        raise ValueError(f"`preprocessing['scale']` must be a positive number, got {scale!r}.")
+    if (
+        not isinstance(scale, (int, float))
+        or isinstance(scale, bool)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise ValueError(
+            f"`preprocessing['scale']` must be a positive finite number, got {scale!r}."
+        )
     for key in ("mean", "std"):
         value = spec[key]
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = (float(value),)
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise TypeError(
+                f"`preprocessing['{key}']` must be a number or a sequence of numbers, "
+                f"got {type(value).__name__}: {value!r}."
+            )
+        value = tuple(value)
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in value):
+            raise TypeError(f"`preprocessing['{key}']` must hold numbers, got {value!r}.")
         value = tuple(float(v) for v in value)
+        if not all(math.isfinite(v) for v in value):
+            raise ValueError(
+                f"`preprocessing['{key}']` must be finite (no NaN or infinity), got {value!r}."
+            )
         if len(value) not in (1, channels):
             raise ValueError(
                 f"`preprocessing['{key}']` must have 1 or {channels} values (the model's "
@@ -228,12 +248,41 @@ def _check_class_names(class_names, classes: int) -> list[str] | None:
             raise ValueError(f"`class_names` file {path!r} cannot be read: {exc}") from exc
         while class_names and class_names[-1] == "":
             class_names.pop()
+    elif isinstance(class_names, (bytes, Mapping)) or not isinstance(class_names, Iterable):
+        raise TypeError(
+            "`class_names` must be None, a list of names or the path of a text file with one "
+            f"name per line, got {type(class_names).__name__}: {class_names!r}."
+        )
     class_names = list(class_names)
     if len(class_names) != classes:
         raise ValueError(
             f"`class_names` has {len(class_names)} names; the model has {classes} classes."
         )
-    for name in class_names:
+    seen: dict[str, int] = {}
+    for index, name in enumerate(class_names):
         if not isinstance(name, str) or "\n" in name or "\r" in name:
             raise ValueError(f"`class_names` must be strings without newlines, got {name!r}.")
+        if not name.strip():
+            raise ValueError(f"`class_names` has an empty name at index {index}: {name!r}.")
+        if name in seen:
+            raise ValueError(
+                f"`class_names` has {name!r} twice (at indices {seen[name]} and {index}); "
+                "each class needs its own name."
+            )
+        seen[name] = index
     return class_names
+
+
+def _check_export_base(export_base) -> str:
+    """`export_base` as a path, or an error naming it (before anything is traced)."""
+    if not isinstance(export_base, (str, os.PathLike)):
+        raise TypeError(
+            "`export_base` must be a directory path (str or os.PathLike), got "
+            f"{type(export_base).__name__}: {export_base!r}."
+        )
+    base = os.fspath(export_base)
+    if not isinstance(base, str) or not base.strip():
+        raise ValueError(f"`export_base` must be a non-empty directory path, got {base!r}.")
+    if os.path.exists(base) and not os.path.isdir(base):
+        raise ValueError(f"`export_base` {base!r} exists and is not a directory.")
+    return base

@@ -17,6 +17,7 @@ the blocks and may move there.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import keras
 
@@ -30,7 +31,8 @@ from keras_resnets.models.application import (
 )
 from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
-from keras_resnets.utils import check_choice, check_int, find_layer, iter_layers
+from keras_resnets.utils import check_choice, check_int
+from keras_resnets.weights import build_in_stored_layout
 from keras_resnets.weights.pretrained import available_weights
 
 HE2015 = "He et al. 2015"
@@ -334,38 +336,30 @@ def build_resnet(
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
         )
-    if drop_path_rate and pretrained:
-        # Pretrained weights are stored for the flat graph: load them into the
-        # flat network, then copy them by name into the stochastic-depth one.
-        options = dict(
+    # Weights stored in the other nesting (pretrained ones are flat) load
+    # through a network of their own layout, copied by name.
+    model = build_in_stored_layout(
+        functools.partial(
+            build_resnet,
+            spec,
             model_name=model_name,
             shortcut=shortcut,
             stride_in_1x1=stride_in_1x1,
             unit=unit,
             shortcut_variant=shortcut_variant,
             gate_bias=gate_bias,
-            form=form,
-            implementation=implementation,
-        )
-        input_tensor = application.pop("input_tensor", None)
-        shape = application.pop("input_shape", None)
-        flat_shape = shape if input_tensor is None else tuple(input_tensor.shape[1:])
-        flat = build_resnet(spec, input_shape=flat_shape, **options, **application)
-        application["weights"] = None
-        model = build_resnet(
-            spec,
-            input_tensor=input_tensor,
-            input_shape=shape,
-            drop_path_rate=drop_path_rate,
             stochastic_depth_mode=stochastic_depth_mode,
             stochastic_depth_scale=stochastic_depth_scale,
             stochastic_depth_seed=stochastic_depth_seed,
-            **options,
-            **application,
-        )
-        for layer in iter_layers(flat):
-            if layer.weights:
-                find_layer(model, layer.name).set_weights(layer.get_weights())
+            form=form,
+            implementation=implementation,
+        ),
+        drop_path_rate=drop_path_rate,
+        pretrained=pretrained,
+        can_nest=spec.residual and shortcut_variant in blocks.ADDITIVE_VARIANTS,
+        application=application,
+    )
+    if model is not None:
         return model
     return build_model(
         body=resnet_body(

@@ -12,6 +12,7 @@ pre-activated input where the shape changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import keras
 
@@ -25,6 +26,7 @@ from keras_resnets.models.application import (
 from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
 from keras_resnets.utils import check_fraction, check_int
+from keras_resnets.weights import build_in_stored_layout
 
 WRN2016 = "Zagoruyko & Komodakis 2016"
 
@@ -182,6 +184,23 @@ def build_wide_resnet(
     """Build a CIFAR Wide ResNet from its spec (`application`: keras.applications arguments)."""
     n = spec.blocks_per_stage
     dropout_rate = check_fraction("dropout_rate", dropout_rate, low=0.0, high=1.0)
+    model = build_in_stored_layout(
+        functools.partial(
+            build_wide_resnet,
+            spec,
+            model_name=model_name,
+            dropout_rate=dropout_rate,
+            stochastic_depth_mode=stochastic_depth_mode,
+            stochastic_depth_scale=stochastic_depth_scale,
+            stochastic_depth_seed=stochastic_depth_seed,
+        ),
+        drop_path_rate=drop_path_rate,
+        pretrained=False,
+        can_nest=True,
+        application=application,
+    )
+    if model is not None:
+        return model
     schedule = iter(
         stochastic_depth_schedule(
             3 * n,

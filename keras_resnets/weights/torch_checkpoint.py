@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_resnets.utils import sublayers
-from keras_resnets.weights import tables
+from keras_resnets.weights import check_model, check_path, tables
 
 __all__ = ["CHECKPOINT_SUFFIXES", "load_torch_checkpoint", "read_torch_checkpoint"]
 
@@ -94,6 +94,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         `{tensor name: numpy array}`.
 
     Raises:
+        TypeError: `path` is not a path (None, a number).
         ValueError: the file is missing, has another suffix or cannot be read.
         ImportError: a `.pth`/`.pt` file and PyTorch is not installed.
 
@@ -102,7 +103,7 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
         >>> state["conv1.weight"].shape  # doctest: +SKIP
         (64, 3, 7, 7)
     """
-    path = os.fspath(path)
+    path = check_path("path", path)
     if not path.endswith(CHECKPOINT_SUFFIXES):
         raise ValueError(
             f"Checkpoint {path!r} must end in .safetensors, .pth or .pt "
@@ -134,6 +135,22 @@ def _weighted_layers(model: keras.Model):
     return found
 
 
+def _check_tensor(source: str, key: str, tensor) -> None:
+    """Refuse a weight tensor that is not floating point or holds NaN or infinite values."""
+    array = np.asarray(tensor)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(
+            f"Checkpoint {source!r}: tensor {key!r} has dtype {array.dtype}, not a floating "
+            "point type: it is not a weight of a trained model."
+        )
+    if not np.all(np.isfinite(array)):
+        count = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(
+            f"Checkpoint {source!r}: tensor {key!r} holds {count} NaN or infinite values; "
+            "the model it was saved from diverged."
+        )
+
+
 def plan_assignments(
     model: keras.Model, state: dict[str, np.ndarray], source: str
 ) -> list[tuple[keras.Variable, np.ndarray]]:
@@ -144,8 +161,8 @@ def plan_assignments(
 
     Raises:
         ValueError: naming the first layer no table row names, the first
-            tensor missing or of the wrong shape, or the first tensor left
-            unused.
+            tensor missing, of the wrong shape, not floating point or holding
+            NaN or infinite values, or the first tensor left unused.
     """
     layers = _weighted_layers(model)
     table, unmatched = tables.table_for([layer.name for layer in layers])
@@ -182,6 +199,7 @@ def plan_assignments(
                     f"Checkpoint {source!r} has no tensor {key!r}, needed for the {attribute} "
                     f"of layer {layer.name!r}."
                 )
+            _check_tensor(source, key, state[key])
             value = tables.transform(kind, np.asarray(state[key]), attribute)
             want = tuple(variable.shape)
             if tuple(value.shape) != want:
@@ -227,15 +245,18 @@ def load_torch_checkpoint(model: keras.Model, path: str | os.PathLike) -> None:
             state dict (needs PyTorch).
 
     Raises:
-        ValueError: the file is missing or unreadable, or does not match the
-            model (the message names the first layer or tensor that differs).
+        TypeError: `model` is not a `keras.Model` or `path` not a path.
+        ValueError: the file is missing or unreadable, does not match the
+            model (the message names the first layer or tensor that differs),
+            or a tensor is not floating point or not finite (naming it).
         ImportError: a `.pth`/`.pt` file and PyTorch is not installed.
 
     Example:
         >>> model = keras_resnets.ResNet50()
         >>> load_torch_checkpoint(model, "resnet50.tv_in1k.safetensors")  # doctest: +SKIP
     """
-    source = os.fspath(path)
+    check_model(model)
+    source = check_path("path", path)
     state = read_torch_checkpoint(source)
     for variable, value in plan_assignments(model, state, source):
         variable.assign(value.astype(variable.dtype))
