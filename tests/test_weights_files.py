@@ -95,6 +95,19 @@ def test_a_file_of_the_same_architecture_loads(saved, suffix):
     np.testing.assert_array_equal(_outputs(model), saved["outputs"]["resnet20"])
 
 
+def test_layers_ahead_of_the_network_are_not_part_of_the_comparison(saved):
+    """An `input_tensor` made by the caller's own layers (keras.applications' use)."""
+    inputs = keras.Input((32, 32, 3))
+    scaled = keras.layers.Rescaling(1.0, name="caller_rescaling")(inputs)
+    path = str(saved["files"]["resnet20"][".keras"])
+    model = keras_resnets.ResNet20(weights=path, input_tensor=scaled)
+    np.testing.assert_array_equal(_outputs(model), saved["outputs"]["resnet20"])
+    with pytest.raises(ValueError, match="another architecture"):
+        keras_resnets.ResNet20(
+            weights=str(saved["files"]["plain20"][".keras"]), input_tensor=scaled
+        )
+
+
 @pytest.mark.parametrize("suffix", SUFFIXES)
 @pytest.mark.parametrize(
     "damage",

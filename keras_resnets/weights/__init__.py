@@ -236,6 +236,11 @@ def _architecture_difference(model: keras.Model, path: str) -> str | None:
         return None  # a subclassed model records no layer list; the shapes are checked
     have = _layer_classes(saved_layers, {})
     want = _layer_classes(model_layers, {})
+    # Layers ahead of the network (an `input_tensor` made by the caller's own
+    # layers, e.g. `Rescaling`) are not the architecture's: the config lists
+    # layers in topological order, so each side's leading layers that the
+    # other side lacks are left out.
+    have, want = _without_leading(have, want), _without_leading(want, have)
     for name, class_name in want.items():
         if name not in have:
             return f"the model's layer {name!r} ({class_name}) is not in the file"
@@ -248,6 +253,13 @@ def _architecture_difference(model: keras.Model, path: str) -> str | None:
             f"({len(extra)} such layers)"
         )
     return None
+
+
+def _without_leading(layers: dict[str, str], other: dict[str, str]) -> dict[str, str]:
+    """`layers` from the first one that `other` also has (all of them if none is shared)."""
+    names = list(layers)
+    start = next((i for i, name in enumerate(names) if name in other), 0)
+    return {name: layers[name] for name in names[start:]}
 
 
 def _refuse_difference(model: keras.Model, path: str, difference: str | None) -> None:
@@ -265,14 +277,18 @@ def _group_difference(model: keras.Model, group) -> str | None:
     after its class with a counter (`conv2d_3`), so the classes and their
     numbers are what can be compared.
     """
-    expected = _expected_keys(model)
+    # Leading layers the file lacks are ahead of the network (an `input_tensor`
+    # made by the caller's layers); the input layers are not compared.
+    keys = _expected_keys(model)
+    inputs = {key for key, layer in keys.items() if isinstance(layer, keras.layers.InputLayer)}
+    expected = _without_leading({k: v for k, v in keys.items() if k not in inputs}, group)
     for key, layer in expected.items():
         if key not in group:
             return (
                 f"the model's layer {layer.name!r} ({layer.__class__.__name__}) has no "
                 f"group 'layers/{key}' in the file"
             )
-    extra = sorted(key for key in group if key not in expected)
+    extra = sorted(key for key in group if key not in expected and key not in inputs)
     if extra:
         return (
             f"the file has a group 'layers/{extra[0]}' that no layer of the model matches "
