@@ -96,7 +96,9 @@ def check_bool(argument: str, value) -> bool:
 
 
 def interval(minimum=None, maximum=None, *, low_open=False, high_open=False) -> str:
-    """Words for a range: `"in [0, 1)"`, `">= 1"`, `"> 0"`, or `""` without bounds."""
+    """Words for a range: `"in [0, 1)"`, `">= 1"`, `"> 0"`, `"0.0"`, or `""` without bounds."""
+    if minimum is not None and minimum == maximum and not (low_open or high_open):
+        return f"{minimum}"
     if minimum is not None and maximum is not None:
         return f"in {'(' if low_open else '['}{minimum}, {maximum}{')' if high_open else ']'}"
     if minimum is not None:

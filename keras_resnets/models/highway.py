@@ -18,7 +18,7 @@ from keras_resnets.layers.highway import default_transform_bias
 from keras_resnets.models.application import with_application_arguments
 from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, check_values, register_rows
-from keras_resnets.utils import check_choice, check_int
+from keras_resnets.utils import check_int
 
 SRIVASTAVA2015 = "Srivastava et al. 2015"
 
@@ -158,8 +158,8 @@ def build_highway(
     **application,
 ) -> keras.Model:
     """Build a highway network from its spec (see `CifarHighwayNet` for the options)."""
-    check_choice("shortcut", shortcut, ("zero_pad", "projection"))
-    checked = check_values(
+    # The types and ranges are `highway_options`'s (also what the tests draw from).
+    gates = check_values(
         highway_options(spec),
         coupled=coupled,
         transform_bias=transform_bias,
@@ -167,10 +167,7 @@ def build_highway(
         gate_kernel_size=gate_kernel_size,
         shortcut=shortcut,
     )
-    coupled, carry_bias, gate_kernel_size = (
-        checked[key] for key in ("coupled", "carry_bias", "gate_kernel_size")
-    )
-    transform_bias = checked["transform_bias"]
+    coupled, transform_bias, carry_bias, gate_kernel_size, shortcut = gates.values()
     if transform_bias is None:
         transform_bias = default_transform_bias(spec.depth)
     if gate_kernel_size % 2 == 0:

@@ -92,15 +92,8 @@ class Option:
                 argument, value, self.minimum, self.maximum, optional=self.optional
             )
         if self.kind is float:
-            return utils.check_number(
-                argument,
-                value,
-                minimum=self.minimum,
-                maximum=self.maximum,
-                low_open=self.low_open,
-                high_open=self.high_open,
-                optional=self.optional,
-            )
+            bounds = ("minimum", "maximum", "low_open", "high_open", "optional")
+            return utils.check_number(argument, value, **{k: getattr(self, k) for k in bounds})
         return utils.check_choice(argument, value, self.choices)
 
 
