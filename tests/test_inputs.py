@@ -36,6 +36,12 @@ from keras_resnets.models.registry import Option, model_info
 from keras_resnets.preprocessing import decode_predictions, preprocess_input
 
 NAMES = keras_resnets.list_models()
+# A model built on `input_tensor` takes a list (as keras.applications'); called
+# on one tensor, Keras warns about the structure. Not what these tests check.
+pytestmark = pytest.mark.filterwarnings("ignore:The structure of `inputs`:UserWarning")
+# The first build raises Python's recursion limit; raised here, before Hypothesis
+# runs, it is not changed during a test (which Hypothesis warns about).
+builder_module._ensure_recursion_limit()
 # Reproducible on every machine; a handful of examples keeps make test fast.
 FAST = settings(
     max_examples=120,
