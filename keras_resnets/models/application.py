@@ -3,7 +3,8 @@
 `APPLICATION_ARGUMENTS` names the keras.applications arguments once;
 `with_application_arguments` gives every builder, named or generic, that
 signature; `check_options` refuses an option a builder does not take (a
-`TypeError` that lists the ones it does); `application_builder` makes the
+`TypeError` that lists the ones it does) and a value its `Option` does not
+allow (a `ValueError` naming it); `application_builder` makes the
 builder of one registered row, with its docstring from `APPLICATION_DOC`;
 `stochastic_depth_options` and `check_depth` are option helpers the families
 share. `builder.build_model` is what every builder ends in.

@@ -4,8 +4,9 @@ A variant is a `Row` of data: its name, the arguments of its family's
 generic builder that make it (`ResNet(depths=(3, 4, 6, 3), block="bottleneck")`
 is ResNet-50), its exact trainable parameter count, title and paper. A
 `Family` says how to turn those arguments into a spec, build a model from a
-spec, which options the builder takes (`Option`: default, allowed values,
-values worth searching) and what its docstring says. `register_rows` is the
+spec, which options the builder takes (`Option`: default, type and range,
+allowed values, values worth searching; the builders check values with it)
+and what its docstring says. `register_rows` is the
 one function that turns a table into registered builders, so adding a
 variant is one row.
 
