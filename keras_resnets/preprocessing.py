@@ -17,7 +17,7 @@ import os
 import keras
 import numpy as np
 
-from keras_resnets.utils import check_choice
+from keras_resnets.utils import check_choice, is_int
 
 __all__ = ["decode_predictions", "imagenet_classes", "preprocess_input"]
 
@@ -33,7 +33,8 @@ def preprocess_input(x, mode: str = "torch"):
 
     Args:
         x: a numpy array or backend tensor of shape `(..., 3)`, RGB, values
-            in `[0, 255]`. Numpy input is not modified in place.
+            in `[0, 255]`, or anything `np.asarray` makes one of (nested
+            lists, a PIL image). Numpy input is not modified in place.
         mode: `"torch"` (default; what every pretrained checkpoint here was
             trained with): `(x / 255 - mean) / std` with torchvision's
             ImageNet mean `(0.485, 0.456, 0.406)` and std
@@ -42,10 +43,12 @@ def preprocess_input(x, mode: str = "torch"):
             `keras.applications`' modes, for other weights.
 
     Returns:
-        A float32 array (for numpy input) or tensor of the same shape.
+        A float32 tensor for tensor input, else a float32 numpy array, of
+        the same shape.
 
     Raises:
         ValueError: unknown `mode`, or the last axis is not 3.
+        TypeError: `x` is None, a scalar or not numeric.
 
     Example:
         >>> images = np.full((1, 224, 224, 3), 255.0)
@@ -53,17 +56,19 @@ def preprocess_input(x, mode: str = "torch"):
         array([2.249, 2.429, 2.64 ], dtype=float32)
     """
     check_choice("mode", mode, MODES)
+    if isinstance(x, np.ndarray) or not (hasattr(x, "dtype") and hasattr(x, "shape")):
+        x = _numeric_array(
+            "x", x, "an array of images (a numpy array, a tensor, nested lists or a PIL image)"
+        )
+        backend = np
+    else:
+        backend = keras.ops
     shape = tuple(x.shape)
     if not shape or shape[-1] != 3:
         raise ValueError(
             f"`x` must be RGB images with 3 channels last, got an input of shape {shape}."
         )
-    if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
-        x = np.asarray(x, dtype="float32")
-        backend = np
-    else:
-        x = keras.ops.cast(x, "float32")
-        backend = keras.ops
+    x = x.astype("float32") if backend is np else keras.ops.cast(x, "float32")
     if mode == "torch":
         mean = np.asarray(IMAGENET_MEAN, "float32") * 255.0
         std = np.asarray(IMAGENET_STD, "float32") * 255.0
@@ -72,6 +77,18 @@ def preprocess_input(x, mode: str = "torch"):
         return x / 127.5 - 1.0
     x = backend.flip(x, axis=-1)
     return x - np.asarray(_CAFFE_MEAN_BGR, "float32")
+
+
+def _numeric_array(argument: str, value, what: str) -> np.ndarray:
+    """`value` as a numeric numpy array of rank >= 1, else TypeError naming `argument`."""
+    try:
+        array = None if value is None else np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise TypeError(f"`{argument}` must be {what}, got {exc}") from None
+    if array is None or array.ndim == 0 or not np.issubdtype(array.dtype, np.number):
+        described = type(value).__name__ if array is None or array.ndim else repr(value)
+        raise TypeError(f"`{argument}` must be {what}, got {described}.")
+    return array
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,21 +123,32 @@ def decode_predictions(probs, top: int = 5) -> list[list[tuple[str, str, float]]
         first, as `keras.applications.imagenet_utils.decode_predictions`.
 
     Raises:
-        ValueError: `probs` is not `(batch, 1000)` or `top` is out of range.
+        ValueError: `probs` is not `(batch, 1000)`, holds NaN or infinite
+            values (nothing to rank), or `top` is out of range.
+        TypeError: `probs` is None, a scalar or not numeric.
 
     Example:
         >>> probs = np.zeros((1, 1000)); probs[0, 1] = 0.9
         >>> decode_predictions(probs, top=1)
         [[('n01443537', 'goldfish', 0.9)]]
     """
-    probs = keras.ops.convert_to_numpy(probs) if not isinstance(probs, np.ndarray) else probs
+    if hasattr(probs, "shape") and not isinstance(probs, np.ndarray):
+        probs = keras.ops.convert_to_numpy(probs)
+    probs = _numeric_array("probs", probs, "an array of scores (a numpy array or a tensor)")
     if probs.ndim != 2 or probs.shape[1] != 1000:
         raise ValueError(
             "`probs` must have shape (batch, 1000), the output of an ImageNet classifier; "
             f"got shape {tuple(probs.shape)}."
         )
-    if not isinstance(top, int) or isinstance(top, bool) or not 1 <= top <= 1000:
+    if not np.isfinite(probs).all():
+        rows = sorted({int(i) for i in np.nonzero(~np.isfinite(probs))[0]})
+        raise ValueError(
+            f"`probs` must be finite, got NaN or infinite values in row(s) {rows[:10]}; "
+            "a model that outputs NaN has diverged or was given NaN input."
+        )
+    if not is_int(top) or not 1 <= top <= 1000:
         raise ValueError(f"`top` must be an integer from 1 to 1000, got {top!r}.")
+    top = int(top)
     classes = imagenet_classes()
     results = []
     for row in probs:

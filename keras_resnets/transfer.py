@@ -22,7 +22,7 @@ import keras
 
 from keras_resnets.models.builder import classifier
 from keras_resnets.models.network import Network, recorded_network
-from keras_resnets.utils import check_int, iter_layers, sublayers
+from keras_resnets.utils import check_bool, check_fraction, check_int, iter_layers, sublayers
 
 __all__ = ["feature_extractor", "freeze", "replace_head", "stage_outputs", "with_dtype_policy"]
 
@@ -221,8 +221,7 @@ def freeze(model: keras.Model, until: str = "stage4", freeze_batchnorm: bool = T
         >>> model = keras_resnets.ResNet50()
         >>> keras_resnets.freeze(model, until="stage4").compile("adam", "mse")
     """
-    if not isinstance(freeze_batchnorm, bool):
-        raise ValueError(f"`freeze_batchnorm` must be True or False, got {freeze_batchnorm!r}.")
+    freeze_batchnorm = check_bool("freeze_batchnorm", freeze_batchnorm)
     network = recorded_network(model)
     recorded = [entry["name"] for entry in network.feature_info]
     available = [name for name in recorded if name != STEM]
@@ -302,9 +301,8 @@ def replace_head(
         >>> new.output_shape
         (None, 5)
     """
-    check_int("classes", classes, minimum=1)
-    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"`dropout` must be in [0, 1), got {dropout!r}.")
+    classes = check_int("classes", classes, minimum=1)
+    dropout = check_fraction("dropout", dropout, low=0.0, high=1.0)
     network = recorded_network(model)
     features = _features(network)
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(features)

@@ -1,8 +1,10 @@
 """Small helpers shared by the package and the trainer.
 
-Argument checks (`check_choice`, `check_int`, `check_fraction`), the
-commands' typed flags (`int_flag`, `int_list_flag`, `float_flag`,
-`output_dir_flag`: argparse `type=` functions that name the flag), the walk
+Argument checks (`check_choice`, `check_int`, `check_bool`, `check_number`,
+`check_fraction`: NumPy scalars pass wherever the Python type does, bools
+never pass for numbers), the commands' typed flags (`int_flag`,
+`int_list_flag`, `float_flag`, `output_dir_flag`: argparse `type=` functions
+that name the flag), the walk
 over nested layers (`iter_layers`, `find_layer`) and `atomic_write`, the one
 way every writer in `keras_resnets/` and `training/` puts a file in place.
 """
@@ -14,6 +16,7 @@ import collections
 import contextlib
 import glob
 import math
+import numbers
 import os
 import sys
 import tempfile
@@ -22,44 +25,128 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 
-def check_choice(argument: str, value, allowed: Iterable) -> None:
-    """Raise `ValueError` naming `argument` unless `value` is one of `allowed`."""
+def check_choice(argument: str, value, allowed: Iterable):
+    """Return the one of `allowed` that `value` equals; else `ValueError` naming `argument`.
+
+    A bool matches only a bool (`1 in (False, True)` holds in Python, not
+    here); NumPy scalars (`np.str_`, `np.bool_`) match their Python values,
+    and the Python value is returned.
+    """
     allowed = tuple(allowed)
-    if value not in allowed:
-        listed = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"Unknown `{argument}` {value!r}: allowed values are {listed}.")
+    for choice in allowed:
+        try:
+            if is_bool(value) == is_bool(choice) and bool(value == choice):
+                return choice
+        except (TypeError, ValueError):  # an array: no truth value
+            continue
+    listed = ", ".join(repr(a) for a in allowed)
+    raise ValueError(f"Unknown `{argument}` {value!r}: allowed values are {listed}.")
 
 
-def check_int(argument: str, value, minimum: int = 1) -> int:
-    """Raise `ValueError` naming `argument` unless `value` is an int >= `minimum`."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"`{argument}` must be an integer >= {minimum}, got {value!r}.")
-    return value
+def is_bool(value) -> bool:
+    """True for `True`/`False` and NumPy's `np.bool_` (what config loaders give)."""
+    return isinstance(value, (bool, np.bool_))
+
+
+def is_int(value) -> bool:
+    """True for an integer (Python or NumPy, `np.int64(3)`), False for a bool."""
+    return isinstance(value, numbers.Integral) and not is_bool(value)
+
+
+def is_number(value) -> bool:
+    """True for a real number (Python or NumPy, `np.float32(0.1)`), False for a bool."""
+    return isinstance(value, numbers.Real) and not is_bool(value)
+
+
+def check_int(
+    argument: str,
+    value,
+    minimum: int | None = 1,
+    maximum: int | None = None,
+    *,
+    optional: bool = False,
+) -> int | None:
+    """Return `value` as a Python int; `ValueError` naming `argument` unless an int in range.
+
+    NumPy integers are accepted wherever an int is (`np.int64(10)`); bools are
+    not. None for `minimum` or `maximum`: no bound; None as `value` only when
+    `optional`.
+    """
+    if value is None and optional:
+        return None
+    ok = is_int(value)
+    ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        what = f"an integer {interval(minimum, maximum)}".rstrip()
+        raise ValueError(f"`{argument}` must be {what}{' or None' * optional}, got {value!r}.")
+    return int(value)
 
 
 def check_positive_int(argument: str, value) -> int:
-    """Raise `ValueError` naming `argument` unless `value` is an int >= 1 (layers' wording)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    """Return `value` as a Python int; `ValueError` naming `argument` unless >= 1 (layers')."""
+    if not is_int(value) or value < 1:
         raise ValueError(f"`{argument}` must be a positive integer, got {value!r}.")
-    return value
+    return int(value)
 
 
 def check_bool(argument: str, value) -> bool:
-    """Raise `ValueError` naming `argument` unless `value` is True or False."""
-    if not isinstance(value, bool):
+    """Return `value` as a Python bool; `ValueError` naming `argument` unless True/False.
+
+    `np.bool_` is accepted; `1`, `"no"` and None are not (a switch is a bool).
+    """
+    if not is_bool(value):
         raise ValueError(f"`{argument}` must be True or False, got {value!r}.")
-    return value
+    return bool(value)
+
+
+def interval(minimum=None, maximum=None, *, low_open=False, high_open=False) -> str:
+    """Words for a range: `"in [0, 1)"`, `">= 1"`, `"> 0"`, `"0.0"`, or `""` without bounds."""
+    if minimum is not None and minimum == maximum and not (low_open or high_open):
+        return f"{minimum}"
+    if minimum is not None and maximum is not None:
+        return f"in {'(' if low_open else '['}{minimum}, {maximum}{')' if high_open else ']'}"
+    if minimum is not None:
+        return f"{'>' if low_open else '>='} {minimum}"
+    if maximum is not None:
+        return f"{'<' if high_open else '<='} {maximum}"
+    return ""
+
+
+def check_number(
+    argument: str,
+    value,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> float | None:
+    """Return `value` as a Python float; `ValueError` naming `argument` unless finite, in range.
+
+    Any real number, NumPy's included, is accepted; NaN, infinities and bools
+    are not; None only when `optional`. `low_open`/`high_open` exclude the bound.
+    """
+    if value is None and optional:
+        return None
+    ok = is_number(value) and math.isfinite(value)
+    if ok and minimum is not None:
+        ok = value > minimum if low_open else value >= minimum
+    if ok and maximum is not None:
+        ok = value < maximum if high_open else value <= maximum
+    if not ok:
+        bounds = interval(minimum, maximum, low_open=low_open, high_open=high_open)
+        what = bounds or "a finite number"
+        raise ValueError(f"`{argument}` must be {what}{' or None' * optional}, got {value!r}.")
+    return float(value)
 
 
 def check_fraction(argument: str, value, *, low: float, high: float, closed_high=False) -> float:
-    """Raise `ValueError` unless `low <= value < high` (or `<= high` if `closed_high`)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = low <= value <= high if closed_high else low <= value < high
-    if not ok:
-        bracket = "]" if closed_high else ")"
-        raise ValueError(f"`{argument}` must be in [{low}, {high}{bracket}, got {value!r}.")
-    return float(value)
+    """Return `value` as a float; `ValueError` unless `low <= value < high` (`<=` if closed).
+
+    NumPy numbers are accepted; NaN and bools are not (see `check_number`).
+    """
+    return check_number(argument, value, minimum=low, maximum=high, high_open=not closed_high)
 
 
 def iter_layers(model):

@@ -141,7 +141,7 @@ def test_highway_keras_round_trip(tmp_path, coupled):
         (dict(coupled="yes"), "`coupled` must be True or False"),
         (dict(transform_gate=False), "needs `coupled=False`"),
         (dict(kernel_size=2), "`kernel_size` must be a positive odd integer, got 2"),
-        (dict(transform_bias="low"), "`transform_bias` must be a number"),
+        (dict(transform_bias="low"), "`transform_bias` must be a finite number"),
     ],
 )
 def test_highway_layer_bad_arguments(kwargs, match):
@@ -159,7 +159,7 @@ def test_highway_layer_bad_inputs():
     [
         (dict(depth=4), "`depth` must be an integer >= 5, got 4"),
         (dict(shortcut="all_projection"), "Unknown `shortcut` 'all_projection'"),
-        (dict(transform_bias="x"), "`transform_bias` must be a number or None"),
+        (dict(transform_bias="x"), "`transform_bias` must be a finite number or None"),
         (dict(gate_kernel_size=2), "`gate_kernel_size` must be odd"),
     ],
 )

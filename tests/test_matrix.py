@@ -96,7 +96,7 @@ def _rows() -> tuple[Row, ...]:
             "Plain",
             "CifarResNet",
             (("depth", 8), ("residual", False)),
-            (ValueError, "`drop_path_rate` must be 0 for .*plain network"),
+            (ValueError, r"`drop_path_rate` must be 0\.0, got .*plain network"),
         ),
         Row(
             "preact",

@@ -17,7 +17,7 @@ from keras import ops
 from keras_resnets._optional import require
 from keras_resnets.analysis.graph import find_blocks
 from keras_resnets.analysis.rebuild import rebuild
-from keras_resnets.utils import check_int
+from keras_resnets.utils import check_int, check_number, is_int
 
 
 def _require_tensorflow(function: str):
@@ -281,8 +281,7 @@ def gradient_by_path_length(
     tf = _require_tensorflow("gradient_by_path_length")
     x, y = _split_batch(batch)
     check_int("samples", samples, minimum=1)
-    if not (isinstance(mass, (int, float)) and 0 < mass <= 1):
-        raise ValueError(f"`mass` must be in (0, 1], got {mass!r}.")
+    mass = check_number("mass", mass, minimum=0, maximum=1, low_open=True)
     gated, gates = gated_model(model)
     names = list(gates)
     n = len(names)
@@ -290,7 +289,7 @@ def gradient_by_path_length(
         lengths = list(range(n + 1))
     lengths = list(lengths)
     for k in lengths:
-        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= n:
+        if not is_int(k) or not 0 <= k <= n:
             raise ValueError(
                 f"`lengths` must hold integers in [0, {n}] (the model has {n} residual "
                 f"blocks), got {k!r}."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_resnets.utils import check_bool, check_positive_int
+from keras_resnets.utils import check_bool, check_positive_int, is_number
 
 
 def _custom_gradient(f):
@@ -218,16 +218,12 @@ class DenseBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_positive_int("num_layers", num_layers)
-        check_positive_int("growth_rate", growth_rate)
-        check_positive_int("bottleneck_width", bottleneck_width)
-        check_bool("bottleneck", bottleneck)
-        check_bool("memory_efficient", memory_efficient)
-        if (
-            not isinstance(dropout, (int, float))
-            or isinstance(dropout, bool)
-            or not 0 <= dropout < 1
-        ):
+        num_layers = check_positive_int("num_layers", num_layers)
+        growth_rate = check_positive_int("growth_rate", growth_rate)
+        bottleneck_width = check_positive_int("bottleneck_width", bottleneck_width)
+        bottleneck = check_bool("bottleneck", bottleneck)
+        memory_efficient = check_bool("memory_efficient", memory_efficient)
+        if not is_number(dropout) or not 0 <= dropout < 1:
             raise ValueError(f"`dropout` must be a rate in [0, 1), got {dropout!r}.")
         self.num_layers = num_layers
         self.growth_rate = growth_rate

@@ -31,7 +31,7 @@ import os
 import keras
 from keras import ops
 
-from keras_resnets.utils import check_bool, check_choice, check_positive_int
+from keras_resnets.utils import check_bool, check_choice, check_positive_int, is_int
 
 IMPLEMENTATIONS = ("auto", "native", "split", "custom_gradient")
 _ENV_VAR = "KERAS_RESNETS_GROUPED_CONV"
@@ -144,17 +144,17 @@ if _env_value:
 
 
 def _pair(argument: str, value) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         value = (value, value)
     if (
         not isinstance(value, (tuple, list))
         or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+        or not all(is_int(v) and v >= 1 for v in value)
     ):
         raise ValueError(
             f"`{argument}` must be a positive integer or a pair of them, got {value!r}."
         )
-    return tuple(value)
+    return tuple(int(v) for v in value)
 
 
 @keras.saving.register_keras_serializable(package="keras_resnets")
@@ -211,16 +211,16 @@ class GroupedConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_positive_int("filters", filters)
-        check_positive_int("groups", groups)
+        filters = check_positive_int("filters", filters)
+        groups = check_positive_int("groups", groups)
         if filters % groups:
             raise ValueError(
                 f"`groups`={groups} must divide `filters`={filters} (each group gets "
                 "filters / groups output channels)."
             )
-        check_choice("padding", padding, ("valid", "same"))
-        check_choice("implementation", implementation, IMPLEMENTATIONS)
-        check_bool("use_bias", use_bias)
+        padding = check_choice("padding", padding, ("valid", "same"))
+        implementation = check_choice("implementation", implementation, IMPLEMENTATIONS)
+        use_bias = check_bool("use_bias", use_bias)
         self.filters = filters
         self.kernel_size = _pair("kernel_size", kernel_size)
         self.strides = _pair("strides", strides)

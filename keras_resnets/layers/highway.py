@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_resnets.utils import check_bool
+from keras_resnets.utils import check_bool, check_number, is_int
 
 
 def default_transform_bias(depth: int) -> float:
@@ -34,12 +34,6 @@ def default_transform_bias(depth: int) -> float:
     if depth <= 20:
         return -2.0
     return -3.0
-
-
-def _check_number(argument: str, value) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise ValueError(f"`{argument}` must be a number, got {value!r}.")
-    return float(value)
 
 
 @keras.saving.register_keras_serializable(package="keras_resnets")
@@ -85,27 +79,22 @@ class Highway(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        check_bool("coupled", coupled)
-        check_bool("transform_gate", transform_gate)
+        coupled = check_bool("coupled", coupled)
+        transform_gate = check_bool("transform_gate", transform_gate)
         if coupled and not transform_gate:
             raise ValueError(
                 "`transform_gate=False` (T fixed at 1) needs `coupled=False`: a coupled "
                 "carry gate 1 - T would then be 0 and the layer would carry nothing."
             )
-        if (
-            not isinstance(kernel_size, int)
-            or isinstance(kernel_size, bool)
-            or kernel_size < 1
-            or kernel_size % 2 == 0
-        ):
+        if not is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"`kernel_size` must be a positive odd integer, got {kernel_size!r}.")
         self.coupled = coupled
-        self.transform_bias = _check_number("transform_bias", transform_bias)
+        self.transform_bias = check_number("transform_bias", transform_bias)
         if carry_bias is None:
             carry_bias = -self.transform_bias
-        self.carry_bias = _check_number("carry_bias", carry_bias)
+        self.carry_bias = check_number("carry_bias", carry_bias)
         self.transform_gate = transform_gate
-        self.kernel_size = kernel_size
+        self.kernel_size = int(kernel_size)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_resnets.utils import check_choice, check_fraction, check_int
+from keras_resnets.utils import check_choice, check_fraction, check_int, check_number, is_int
 
 MODES = ("batch", "sample")
 SCALES = ("test", "train")
@@ -97,7 +97,7 @@ def check_stochastic_depth_options(drop_path_rate, mode, scale, seed) -> str:
     if scale is None:
         scale = DEFAULT_SCALE[mode]
     check_choice("stochastic_depth_scale", scale, SCALES)
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+    if seed is not None and (not is_int(seed) or seed < 0):
         raise ValueError(
             f"`stochastic_depth_seed` must be None or a non-negative integer, got {seed!r}."
         )
@@ -213,14 +213,14 @@ class StochasticDepth(keras.layers.Layer):
                 f"keras.Model), got {type(branch).__name__}."
             )
         p = survival_probability
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1:
-            raise ValueError(f"`survival_probability` must be in (0, 1], got {p!r}.")
+        p = check_number("survival_probability", p, minimum=0, maximum=1, low_open=True)
         check_choice("mode", mode, MODES)
         if scale is None:
             scale = DEFAULT_SCALE[mode]
         check_choice("scale", scale, SCALES)
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        if seed is not None and not is_int(seed):
             raise ValueError(f"`seed` must be None or an integer, got {seed!r}.")
+        seed = None if seed is None else int(seed)
         self.branch = branch
         self.survival_probability = float(p)
         self.mode = mode

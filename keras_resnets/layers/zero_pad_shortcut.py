@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_resnets.utils import check_positive_int
+
 
 @keras.saving.register_keras_serializable(package="keras_resnets")
 class ZeroPadShortcut(keras.layers.Layer):
@@ -28,12 +30,8 @@ class ZeroPadShortcut(keras.layers.Layer):
 
     def __init__(self, filters: int, strides: int = 1, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"`filters` must be a positive integer, got {filters!r}.")
-        if not isinstance(strides, int) or strides < 1:
-            raise ValueError(f"`strides` must be a positive integer, got {strides!r}.")
-        self.filters = filters
-        self.strides = strides
+        self.filters = check_positive_int("filters", filters)
+        self.strides = check_positive_int("strides", strides)
 
     def call(self, inputs):
         x = inputs

@@ -3,7 +3,8 @@
 `APPLICATION_ARGUMENTS` names the keras.applications arguments once;
 `with_application_arguments` gives every builder, named or generic, that
 signature; `check_options` refuses an option a builder does not take (a
-`TypeError` that lists the ones it does); `application_builder` makes the
+`TypeError` that lists the ones it does) and a value its `Option` does not
+allow (a `ValueError` naming it); `application_builder` makes the
 builder of one registered row, with its docstring from `APPLICATION_DOC`;
 `stochastic_depth_options` and `check_depth` are option helpers the families
 share. `builder.build_model` is what every builder ends in.
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 
-from keras_resnets.models.registry import Option
+from keras_resnets.models.registry import RATE, Option, check_values
 
 APPLICATION_ARGUMENTS = (
     "include_top",
@@ -31,12 +32,15 @@ APPLICATION_ARGUMENTS = (
 )
 
 
+_PLAIN_NOTE = "A plain network has no shortcuts, so a dropped block would cut the network."
+
+
 def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
     """The stochastic-depth options every residual family takes (`STOCHASTIC_DEPTH_DOC`).
 
     Args:
         search: whether a hyper-parameter search tries `drop_path_rate`
-            (0, 0.2, 0.5); False for the plain networks, which refuse it.
+            (0, 0.2, 0.5); False for the plain networks, which take only 0.
 
     Returns:
         `{option: Option}` in the builders' order.
@@ -44,10 +48,12 @@ def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
     from keras_resnets.layers.stochastic_depth import MODES, SCALES
 
     return {
-        "drop_path_rate": Option(0.0, search=(0.0, 0.2, 0.5) if search else ()),
+        "drop_path_rate": Option(0.0, search=(0.0, 0.2, 0.5), **RATE)
+        if search
+        else Option(0.0, **{**RATE, "maximum": 0.0, "high_open": False}, note=_PLAIN_NOTE),
         "stochastic_depth_mode": Option("batch", MODES),
         "stochastic_depth_scale": Option(None, (None, *SCALES)),
-        "stochastic_depth_seed": Option(None),
+        "stochastic_depth_seed": Option(None, kind=int, minimum=0, optional=True),
     }
 
 
@@ -77,7 +83,7 @@ def check_depth(depth, *, step: int, extra: int, layout: str, argument: str = "d
             f"`{argument}` must be {step}n + {extra} for {layout}, got {depth}; "
             f"valid depths are {valid}, ..."
         )
-    return (depth - extra) // step
+    return int((depth - extra) // step)
 
 
 def _application_parameters(classes: int | None) -> list[inspect.Parameter]:
@@ -162,26 +168,38 @@ APPLICATION_DOC = """{title}.
 
 {summary}
 
+Every argument is checked before anything is built. NumPy scalars
+(`np.int64`, `np.float32`, `np.bool_`, as config loaders give them) are
+accepted wherever a Python int, float or bool is; a bool is never taken for
+a number, nor a number for a switch; NaN and infinities are refused.
+
 Args:
-    include_top: whether to include the global-average-pool + dense classifier.
+    include_top: whether to include the global-average-pool + dense
+        classifier (True or False).
     weights: None (random initialisation) or the path to a `.weights.h5` or
         `.keras` file of this architecture.{pretrained}
-    input_tensor: optional Keras tensor to use as the model's input.
+    input_tensor: optional Keras tensor (`keras.Input` or a layer's output)
+        to use as the model's input; with `input_shape` as well, the two
+        shapes (without the batch axis) must agree.
     input_shape: `(height, width, channels)`; defaults to
         `({size}, {size}, 3)` with `include_top=True`, `(None, None, 3)`
         without. Height and width must be at least {min_size}.
     pooling: with `include_top=False`: None (the last feature
         map{pooling_note}), `"avg"` or `"max"` (global pooling to a vector).
-    classes: number of classes of the classifier (default {classes}).
-    classifier_activation: activation of the classifier (`"softmax"`,
-        None for logits, ...).
+    classes: number of classes of the classifier, an integer >= 1
+        (default {classes}; None means the default in every builder).
+    classifier_activation: activation of the classifier: a Keras activation
+        name (`"softmax"`), None for logits, or a function of one tensor
+        (tried on a small tensor at build time). With `classes=1` use
+        `"sigmoid"` or None: a softmax of one output is always 1.
     name: the model name (default `"{lower}"`).
 {options}
 Returns:
     A functional `keras.Model`.
 
 Raises:
-    ValueError: a bad argument value (the message names the argument).
+    ValueError: a bad argument value (the message names the argument, the
+        value and what is allowed).
     TypeError: an option this model does not take.
 
 Example:
@@ -191,18 +209,23 @@ Example:
 """
 
 
-def check_options(builder_name: str, options, accepted) -> None:
-    """Refuse an option a builder does not take.
+def check_options(builder_name: str, options, accepted) -> dict:
+    """Refuse an option a builder does not take, or a value its `Option` does not allow.
 
     Args:
         builder_name: the public builder's name (`"ResNet50"`, `"ResNet"`).
         options: the keyword arguments given besides the keras.applications ones.
-        accepted: the option names the builder takes.
+        accepted: the option names the builder takes, or its `{option: Option}`
+            (then each value is checked against its type, range and choices).
+
+    Returns:
+        `options` with each checked value as the Python value (`np.int64(8)`
+        becomes 8, `np.bool_(True)` True).
 
     Raises:
         TypeError: an unknown option; the message names it and lists `accepted`.
+        ValueError: a value outside its `Option`, naming the option.
     """
-    accepted = tuple(accepted)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         allowed = ", ".join(accepted) if accepted else "none"
@@ -210,6 +233,9 @@ def check_options(builder_name: str, options, accepted) -> None:
             f"{builder_name}() got an unexpected keyword argument {unknown[0]!r}; "
             f"besides the keras.applications arguments it takes: {allowed}."
         )
+    if not isinstance(accepted, Mapping):
+        return dict(options)
+    return check_values(accepted, **options)
 
 
 def application_builder(
@@ -219,7 +245,7 @@ def application_builder(
     *,
     title: str,
     summary: str,
-    options: Sequence[str] = (),
+    options: Mapping[str, Option] | Sequence[str] = (),
     options_doc: str = "",
     pooling_note: str = "",
     example: str = "",
@@ -239,7 +265,8 @@ def application_builder(
             name=..., **options)`.
         title: first docstring line.
         summary: docstring paragraph describing the architecture.
-        options: names of the family options the builder accepts.
+        options: the family options the builder accepts, `{option: Option}`
+            (each value given is checked against it) or their names.
         options_doc: their `Args:` entries (indented by four spaces).
         pooling_note: text after "the last feature map" in `pooling`'s entry.
         example: arguments shown in the docstring's example call.
@@ -250,15 +277,15 @@ def application_builder(
     """
     from keras_resnets.weights.pretrained import pretrained_doc
 
-    accepted = tuple(options)
+    accepted = options if isinstance(options, Mapping) else tuple(options)
 
     @with_application_arguments(classes=spec.default_classes)
     def builder(*, application, **kwargs) -> keras.Model:
-        check_options(model_name, kwargs, accepted)
+        kwargs = check_options(model_name, kwargs, accepted)
         return build(spec, model_name=model_name, **application, **kwargs)
 
     builder.__name__ = builder.__qualname__ = model_name
-    builder.options = accepted
+    builder.options = tuple(accepted)
     builder.__doc__ = APPLICATION_DOC.format(
         title=title,
         summary=summary,

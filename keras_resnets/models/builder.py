@@ -10,12 +10,14 @@ The public builders' signature, options and docstring are
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 
 import keras
 
 from keras_resnets.models.network import Network
+from keras_resnets.utils import check_bool, check_int, is_int
 
 _POOLINGS = (None, "avg", "max")
 # Keras walks a functional graph recursively (building, saving, cloning);
@@ -74,29 +76,101 @@ def classifier(x, classes: int, activation="softmax", name: str = CLASSIFIER_NAM
     return keras.layers.Dense(classes, activation=activation, name=name, dtype="float32")(x)
 
 
-def _validate_activation(classifier_activation):
-    if classifier_activation is None or callable(classifier_activation):
-        return classifier_activation
-    if not isinstance(classifier_activation, str):
+def _validate_activation(classifier_activation, classes: int):
+    """The activation as given, after a trial call on a small tensor of `classes` columns."""
+    if classifier_activation is None:
+        return None
+    if isinstance(classifier_activation, str):
+        try:
+            function = keras.activations.get(classifier_activation)
+        except ValueError as exc:
+            raise ValueError(
+                f"Unknown `classifier_activation` {classifier_activation!r}: use None, a "
+                "callable or a Keras activation name such as 'softmax', 'sigmoid' or 'linear'."
+            ) from exc
+    elif inspect.isclass(classifier_activation) or not callable(classifier_activation):
+        kind = "a class" if inspect.isclass(classifier_activation) else "not callable"
         raise ValueError(
-            "`classifier_activation` must be None, a callable or the name of a Keras "
-            f"activation, got {classifier_activation!r}."
+            "`classifier_activation` must be None, the name of a Keras activation or a "
+            f"function of one tensor, got {classifier_activation!r} ({kind}; pass an "
+            "instance or a function)."
         )
-    try:
-        keras.activations.get(classifier_activation)
-    except ValueError as exc:
+    else:
+        function = classifier_activation
+    if classes == 1 and function is keras.activations.softmax:
         raise ValueError(
-            f"Unknown `classifier_activation` {classifier_activation!r}: use None, a callable "
-            "or a Keras activation name such as 'softmax', 'sigmoid' or 'linear'."
-        ) from exc
+            "`classifier_activation='softmax'` with `classes=1` outputs a constant 1.0; "
+            "use 'sigmoid' (a probability) or None (a logit) for one output."
+        )
+    trial = keras.ops.zeros((2, classes))
+    try:
+        output = function(trial)
+    except Exception as exc:  # any failure: the model could not be called
+        raise ValueError(
+            f"`classifier_activation` {classifier_activation!r} cannot be applied to the "
+            f"classifier's output (a tensor of shape (batch, {classes})): "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if tuple(getattr(output, "shape", ())) != (2, classes):
+        raise ValueError(
+            f"`classifier_activation` {classifier_activation!r} must map a tensor of shape "
+            f"(batch, {classes}) to the same shape, got {output!r}."
+        )
     return classifier_activation
+
+
+def _check_shape(
+    input_shape, argument: str, include_top: bool, default_size: int, min_size: int
+) -> tuple:
+    """`input_shape` (or `input_tensor`'s shape) as a tuple of Python ints and Nones."""
+    if not isinstance(input_shape, Sequence) or isinstance(input_shape, str):
+        raise ValueError(
+            f"`input_shape` must be a tuple (height, width, channels), got {input_shape!r}."
+        )
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        layout = "(batch, height, width, channels)" if argument == "input_tensor" else "rank 3"
+        raise ValueError(
+            f"`{argument}` must have {layout}, (height, width, channels) in channels-last "
+            f"layout, got {input_shape!r} of rank {len(input_shape)} without the batch axis."
+        )
+    height, width, channels = input_shape
+    if not is_int(channels) or channels < 1:
+        raise ValueError(
+            f"`{argument}` must have a positive integer channel count last, got {input_shape!r}."
+        )
+    for size in (height, width):
+        if size is None:
+            if include_top:
+                raise ValueError(
+                    f"`{argument}` {input_shape!r} has `None` spatial dimensions, which "
+                    "needs `include_top=False` (the classifier needs a fixed size); give "
+                    f"both sizes, for example ({default_size}, {default_size}, {channels})."
+                )
+            continue
+        if not is_int(size) or size < min_size:
+            raise ValueError(
+                f"`{argument}` {input_shape!r} is too small for this network's "
+                f"downsampling: height and width must be integers of at least {min_size}."
+            )
+    return tuple(None if size is None else int(size) for size in input_shape)
 
 
 def _resolve_input_shape(
     input_shape, input_tensor, include_top: bool, default_size: int, min_size: int
 ) -> tuple:
-    if input_shape is None and input_tensor is not None:
-        input_shape = tuple(input_tensor.shape[1:])
+    """The input shape: `input_shape`, `input_tensor`'s (they must agree) or the default."""
+    sizes = include_top, default_size, min_size
+    if input_tensor is not None:
+        tensor_shape = _check_shape(tuple(input_tensor.shape[1:]), "input_tensor", *sizes)
+        if input_shape is not None and _check_shape(input_shape, "input_shape", *sizes) != (
+            tensor_shape
+        ):
+            raise ValueError(
+                f"`input_shape` {tuple(input_shape)!r} and the shape of `input_tensor` "
+                f"{tensor_shape!r} (without the batch axis) must agree; give one of them."
+            )
+        return tensor_shape
     if input_shape is None:
         if include_top and default_size < min_size:
             raise ValueError(
@@ -106,36 +180,7 @@ def _resolve_input_shape(
             )
         size = default_size if include_top else None
         return (size, size, 3)
-    if not isinstance(input_shape, Sequence) or isinstance(input_shape, str):
-        raise ValueError(
-            f"`input_shape` must be a tuple (height, width, channels), got {input_shape!r}."
-        )
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(
-            "`input_shape` must have rank 3, (height, width, channels) in channels-last "
-            f"layout, got {input_shape!r} of rank {len(input_shape)}."
-        )
-    height, width, channels = input_shape
-    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
-        raise ValueError(
-            f"`input_shape` must have a positive integer channel count last, got {input_shape!r}."
-        )
-    for size in (height, width):
-        if size is None:
-            if include_top:
-                raise ValueError(
-                    f"`input_shape` {input_shape!r} has `None` spatial dimensions, which "
-                    "needs `include_top=False` (the classifier needs a fixed size); give "
-                    f"both sizes, for example ({default_size}, {default_size}, {channels})."
-                )
-            continue
-        if not isinstance(size, int) or isinstance(size, bool) or size < min_size:
-            raise ValueError(
-                f"`input_shape` {input_shape!r} is too small for this network's "
-                f"downsampling: height and width must be integers of at least {min_size}."
-            )
-    return input_shape
+    return _check_shape(input_shape, "input_shape", *sizes)
 
 
 def _check_weights_argument(weights, model_name: str) -> str | None:
@@ -215,21 +260,22 @@ def build_model(
         A `Network` (functional `keras.Model`) carrying the body's `feature_info`.
     """
     default_size, min_size = spec.default_size, spec.total_stride
+    # `classes=None` is the builder's default in every builder (APPLICATION_DOC).
     classes = spec.default_classes if classes is None else classes
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"`name` must be None or a string, got {name!r}.")
     name = name or model_name.lower()
     if keras.config.image_data_format() != "channels_last":
         raise ValueError(
             "keras_resnets models are built channels-last; "
             f"keras.config.image_data_format() is {keras.config.image_data_format()!r}."
         )
-    if not isinstance(include_top, bool):
-        raise ValueError(f"`include_top` must be True or False, got {include_top!r}.")
+    include_top = check_bool("include_top", include_top)
     if pooling not in _POOLINGS:
         raise ValueError(f"`pooling` must be one of None, 'avg', 'max', got {pooling!r}.")
+    classes = check_int("classes", classes)
     if include_top:
-        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 1:
-            raise ValueError(f"`classes` must be an integer >= 1, got {classes!r}.")
-        classifier_activation = _validate_activation(classifier_activation)
+        classifier_activation = _validate_activation(classifier_activation, classes)
     pretrained = _check_weights_argument(weights, model_name)
     if pretrained is None and weights is not None and not isinstance(weights, str):
         import os

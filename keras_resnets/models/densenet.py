@@ -26,8 +26,8 @@ from keras_resnets import blocks
 from keras_resnets.layers import DenseBlock
 from keras_resnets.models.application import with_application_arguments
 from keras_resnets.models.builder import build_model, stage_info
-from keras_resnets.models.registry import Family, Option, Row, register_rows
-from keras_resnets.utils import check_fraction, check_int
+from keras_resnets.models.registry import RATE, Family, Option, Row, register_rows
+from keras_resnets.utils import check_bool, check_fraction, check_int, check_number, is_int
 
 HUANG2017 = "Huang et al. 2017"
 
@@ -69,14 +69,14 @@ class DenseNetSpec:
 def imagenet_spec(blocks, growth_rate: int = 32, stem_width: int | None = None) -> DenseNetSpec:
     """The spec of an ImageNet DenseNet-BC (torchvision layout); the stem is 2k wide by default."""
     ok = isinstance(blocks, (tuple, list)) and len(blocks) > 0
-    if not ok or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks):
+    if not ok or not all(is_int(b) and b >= 1 for b in blocks):
         raise ValueError(
             f"`blocks` must be a tuple of positive integers (dense layers per block), "
             f"got {blocks!r}."
         )
-    check_int("growth_rate", growth_rate)
+    growth_rate = check_int("growth_rate", growth_rate)
     stem_width = 2 * growth_rate if stem_width is None else check_int("stem_width", stem_width)
-    return DenseNetSpec(tuple(blocks), growth_rate, stem_width, "imagenet")
+    return DenseNetSpec(tuple(int(b) for b in blocks), growth_rate, stem_width, "imagenet")
 
 
 def _valid_depths(bottleneck: bool, count: int = 6) -> str:
@@ -96,11 +96,10 @@ def cifar_spec(
     and 6n + 4 with them (each bottleneck layer has two convolutions); the
     4 are the stem convolution, two transitions and the classifier.
     """
-    check_int("growth_rate", growth_rate)
-    if not isinstance(bottleneck, bool):
-        raise ValueError(f"`bottleneck` must be True or False, got {bottleneck!r}.")
-    check_compression(compression)
-    check_int("depth", depth, minimum=1)
+    growth_rate = check_int("growth_rate", growth_rate)
+    bottleneck = check_bool("bottleneck", bottleneck)
+    compression = check_compression(compression)
+    depth = check_int("depth", depth, minimum=1)
     per_layer = 6 if bottleneck else 3
     if depth < per_layer + 4 or (depth - 4) % per_layer:
         kind = "6n + 4 with bottleneck=True" if bottleneck else "3n + 4 with bottleneck=False"
@@ -124,10 +123,7 @@ def cifar_spec(
 
 def check_compression(compression) -> float:
     """Raise `ValueError` naming `compression` unless it is in (0, 1]."""
-    ok = isinstance(compression, (int, float)) and not isinstance(compression, bool)
-    if not ok or not 0 < compression <= 1:
-        raise ValueError(f"`compression` must be in (0, 1], got {compression!r}.")
-    return float(compression)
+    return check_number("compression", compression, minimum=0, maximum=1, low_open=True)
 
 
 def transition_block(x, compression: float, *, name: str, dropout: float = 0.0):
@@ -218,9 +214,8 @@ def build_densenet(
     **application,
 ) -> keras.Model:
     """Build a DenseNet from its spec (`application`: the keras.applications arguments)."""
-    check_fraction("dropout", dropout, low=0.0, high=1.0)
-    if not isinstance(memory_efficient, bool):
-        raise ValueError(f"`memory_efficient` must be True or False, got {memory_efficient!r}.")
+    dropout = check_fraction("dropout", dropout, low=0.0, high=1.0)
+    memory_efficient = check_bool("memory_efficient", memory_efficient)
     return build_model(
         body=densenet_body(spec, dropout=float(dropout), memory_efficient=memory_efficient),
         spec=spec,
@@ -241,16 +236,18 @@ def densenet_options(spec: DenseNetSpec) -> dict[str, Option]:
     """The options of a DenseNet builder; `memory_efficient` changes no output, so
     a search leaves it alone."""
     return {
-        "dropout": Option(0.0, search=(0.0, 0.2)),
-        "memory_efficient": Option(False, (False, True)),
+        "dropout": Option(0.0, search=(0.0, 0.2), **RATE),
+        "memory_efficient": Option(False, (False, True), kind=bool),
     }
 
 
 def cifar_architecture(spec: DenseNetSpec) -> dict[str, Option]:
     """`CifarDenseNet`'s arguments worth searching: growth rate and compression."""
     return {
-        "growth_rate": Option(spec.growth_rate, search=(12, 24)),
-        "compression": Option(spec.compression, search=(0.5, 1.0)),
+        "growth_rate": Option(spec.growth_rate, search=(12, 24), kind=int, minimum=1),
+        "compression": Option(
+            spec.compression, search=(0.5, 1.0), kind=float, minimum=0.0, maximum=1.0, low_open=True
+        ),
     }
 
 

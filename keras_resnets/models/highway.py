@@ -17,8 +17,8 @@ from keras_resnets import blocks
 from keras_resnets.layers.highway import default_transform_bias
 from keras_resnets.models.application import with_application_arguments
 from keras_resnets.models.builder import build_model, stage_info
-from keras_resnets.models.registry import Family, Option, Row, register_rows
-from keras_resnets.utils import check_choice, check_int
+from keras_resnets.models.registry import Family, Option, Row, check_values, register_rows
+from keras_resnets.utils import check_int
 
 SRIVASTAVA2015 = "Srivastava et al. 2015"
 
@@ -99,12 +99,6 @@ def highway_body(
     return body
 
 
-def _number_or_none(argument, value):
-    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-        raise ValueError(f"`{argument}` must be a number or None, got {value!r}.")
-    return None if value is None else float(value)
-
-
 @with_application_arguments(classes=10)
 def CifarHighwayNet(
     depth: int = 32,
@@ -164,14 +158,18 @@ def build_highway(
     **application,
 ) -> keras.Model:
     """Build a highway network from its spec (see `CifarHighwayNet` for the options)."""
-    check_choice("shortcut", shortcut, ("zero_pad", "projection"))
-    if not isinstance(coupled, bool):
-        raise ValueError(f"`coupled` must be True or False, got {coupled!r}.")
-    transform_bias = _number_or_none("transform_bias", transform_bias)
+    # The types and ranges are `highway_options`'s (also what the tests draw from).
+    gates = check_values(
+        highway_options(spec),
+        coupled=coupled,
+        transform_bias=transform_bias,
+        carry_bias=carry_bias,
+        gate_kernel_size=gate_kernel_size,
+        shortcut=shortcut,
+    )
+    coupled, transform_bias, carry_bias, gate_kernel_size, shortcut = gates.values()
     if transform_bias is None:
         transform_bias = default_transform_bias(spec.depth)
-    carry_bias = _number_or_none("carry_bias", carry_bias)
-    check_int("gate_kernel_size", gate_kernel_size)
     if gate_kernel_size % 2 == 0:
         raise ValueError(f"`gate_kernel_size` must be odd, got {gate_kernel_size}.")
     gates = {"coupled": coupled, "transform_bias": transform_bias, "carry_bias": carry_bias}
@@ -187,16 +185,17 @@ _OPTIONS_DOC = """    coupled, transform_bias, carry_bias, gate_kernel_size, sho
 def highway_options(spec: HighwaySpec) -> dict[str, Option]:
     """The options of a highway builder, with defaults, choices and search values."""
     return {
-        "coupled": Option(True, (True, False), (True, False)),
-        "transform_bias": Option(None, search=(-1.0, -2.0, -3.0)),
-        "carry_bias": Option(None),
-        "gate_kernel_size": Option(3, search=(1, 3)),
+        "coupled": Option(True, (True, False), (True, False), kind=bool),
+        "transform_bias": Option(None, search=(-1.0, -2.0, -3.0), kind=float, optional=True),
+        "carry_bias": Option(None, kind=float, optional=True),
+        # Odd as well (a centred gate); `build_highway` says so.
+        "gate_kernel_size": Option(3, search=(1, 3), kind=int, minimum=1),
         "shortcut": Option("zero_pad", ("zero_pad", "projection"), ("zero_pad", "projection")),
     }
 
 
 def _architecture(spec: HighwaySpec) -> dict[str, Option]:
-    return {"depth": Option(spec.depth, search=(14, 19, 32))}
+    return {"depth": Option(spec.depth, search=(14, 19, 32), kind=int, minimum=5)}
 
 
 def _row(depth: int, num_params: int) -> Row:

@@ -4,8 +4,9 @@ A variant is a `Row` of data: its name, the arguments of its family's
 generic builder that make it (`ResNet(depths=(3, 4, 6, 3), block="bottleneck")`
 is ResNet-50), its exact trainable parameter count, title and paper. A
 `Family` says how to turn those arguments into a spec, build a model from a
-spec, which options the builder takes (`Option`: default, allowed values,
-values worth searching) and what its docstring says. `register_rows` is the
+spec, which options the builder takes (`Option`: default, type and range,
+allowed values, values worth searching; the builders check values with it)
+and what its docstring says. `register_rows` is the
 one function that turns a table into registered builders, so adding a
 variant is one row.
 
@@ -30,17 +31,89 @@ import keras
 class Option:
     """One argument a builder takes besides the keras.applications ones.
 
+    The type and range are data, declared once per family: the builders
+    check a value with `check`, and the tests draw good and bad values from
+    the same fields.
+
     Attributes:
         default: the value used when the caller does not give one.
         choices: every allowed value where the set is finite, else None.
         search: the values a hyper-parameter search tries (empty: not
             searched, e.g. a seed or a switch that does not change the
             function such as `memory_efficient`).
+        kind: `bool`, `int` or `float` (any finite real number; ints and
+            NumPy numbers are accepted, bools are not); None: one of
+            `choices` (strings).
+        minimum, maximum: the range of an `int` or `float` option (None: no bound).
+        low_open, high_open: the bound itself is excluded (`(0, 1]`).
+        optional: None is accepted too (a seed, a bias worked out from the depth).
+        note: why the range is what it is, added to the error message.
     """
 
     default: Any = None
     choices: tuple | None = None
     search: tuple = ()
+    kind: type | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    optional: bool = False
+    note: str = ""
+
+    def __post_init__(self):
+        if self.kind not in (None, bool, int, float):
+            raise ValueError(f"`kind` must be None, bool, int or float, got {self.kind!r}.")
+        if self.kind is None and self.choices is None:
+            raise ValueError("An `Option` needs a `kind` or `choices`.")
+
+    def check(self, argument: str, value):
+        """Return `value` as the Python value the builder uses.
+
+        Raises:
+            ValueError: naming `argument`, the value and what is allowed
+                (NumPy scalars pass where the Python type does).
+        """
+        try:
+            return self._check(argument, value)
+        except ValueError as error:
+            if not self.note:
+                raise
+            raise ValueError(f"{error} {self.note}") from None
+
+    def _check(self, argument: str, value):
+        from keras_resnets import utils
+
+        if value is None and (self.optional or (self.choices and None in self.choices)):
+            return None
+        if self.kind is bool:
+            return utils.check_bool(argument, value)
+        if self.kind is int:
+            return utils.check_int(
+                argument, value, self.minimum, self.maximum, optional=self.optional
+            )
+        if self.kind is float:
+            bounds = ("minimum", "maximum", "low_open", "high_open", "optional")
+            return utils.check_number(argument, value, **{k: getattr(self, k) for k in bounds})
+        return utils.check_choice(argument, value, self.choices)
+
+
+# A rate (dropout, drop-path): a float in [0, 1); `Option(0.0, **RATE)`.
+RATE = {"kind": float, "minimum": 0.0, "maximum": 1.0, "high_open": True}
+
+
+def check_values(options: Mapping[str, Option], **values) -> dict[str, Any]:
+    """Check each of `values` against its `Option`; return them as Python values.
+
+    Args:
+        options: the builder's `{option: Option}` (its family's table).
+        **values: the options given.
+
+    Raises:
+        ValueError: a value outside its option's type, range or choices,
+            naming the option.
+    """
+    return {key: options[key].check(key, value) for key, value in values.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,7 +311,7 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
             family.build,
             title=row.title,
             summary=row.summary,
-            options=tuple(options),
+            options=options,
             options_doc=doc(spec) if callable(doc := family.options_doc) else doc,
             pooling_note=family.pooling_note,
             example=family.example,

@@ -31,7 +31,13 @@ from keras_resnets.models.application import (
 )
 from keras_resnets.models.builder import build_model, stage_info
 from keras_resnets.models.registry import Family, Option, Row, register_rows
-from keras_resnets.utils import check_choice, check_int
+from keras_resnets.utils import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    is_int,
+)
 from keras_resnets.weights import build_in_stored_layout
 from keras_resnets.weights.pretrained import available_weights
 
@@ -92,14 +98,14 @@ class ResNetSpec:
 def _check_sizes(argument: str, values, length: int | None = None) -> tuple[int, ...]:
     """A non-empty tuple of positive integers (of `length` when given), else ValueError."""
     ok = isinstance(values, (tuple, list)) and len(values) > 0
-    ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values)
+    ok = ok and all(is_int(v) and v >= 1 for v in values)
     if not ok or (length is not None and len(values) != length):
         size = f"{length} " if length is not None else ""
         raise ValueError(
             f"`{argument}` must be a tuple of {size}positive integers (one per stage), "
             f"got {values!r}."
         )
-    return tuple(values)
+    return tuple(int(v) for v in values)
 
 
 def resnet_spec(
@@ -126,8 +132,7 @@ def resnet_spec(
     check_choice("block", block, ("basic", "bottleneck"))
     check_choice("stem", stem, ("imagenet", "cifar"))
     check_choice("unit", unit, blocks.UNITS)
-    if not isinstance(residual, bool):
-        raise ValueError(f"`residual` must be True or False, got {residual!r}.")
+    residual = check_bool("residual", residual)
     depths = _check_sizes("depths", depths)
     first = 64 if stem == "imagenet" else 16
     if widths is None:
@@ -298,11 +303,6 @@ def build_resnet(
         scale=stochastic_depth_scale,
         seed=stochastic_depth_seed,
     )
-    if drop_path_rate and not spec.residual:
-        raise ValueError(
-            f"`drop_path_rate` must be 0 for {model_name}: a plain network has no "
-            f"shortcuts, so a dropped block would cut the network; got {drop_path_rate!r}."
-        )
     if drop_path_rate and shortcut_variant not in blocks.ADDITIVE_VARIANTS:
         raise ValueError(
             f"`drop_path_rate` must be 0 with `shortcut_variant={shortcut_variant!r}`: "
@@ -310,15 +310,8 @@ def build_resnet(
             f"additive variant ({', '.join(repr(v) for v in blocks.ADDITIVE_VARIANTS)}); "
             f"got {drop_path_rate!r}."
         )
-    if not isinstance(gate_bias, (int, float)) or isinstance(gate_bias, bool):
-        raise ValueError(f"`gate_bias` must be a number, got {gate_bias!r}.")
-    if shortcut_variant != "identity" and not spec.residual:
-        raise ValueError(
-            f"`shortcut_variant={shortcut_variant!r}` needs a residual network; "
-            f"{model_name} is a plain network without shortcuts."
-        )
-    if not isinstance(stride_in_1x1, bool):
-        raise ValueError(f"`stride_in_1x1` must be True or False, got {stride_in_1x1!r}.")
+    gate_bias = check_number("gate_bias", gate_bias)
+    stride_in_1x1 = check_bool("stride_in_1x1", stride_in_1x1)
     if stride_in_1x1 and spec.block != "bottleneck":
         raise ValueError(
             "`stride_in_1x1=True` applies to bottleneck networks only; "
@@ -401,24 +394,29 @@ _STRIDE_DOC = """    stride_in_1x1: put each stage's stride on the first 1x1 con
 """
 
 
+_PLAIN_VARIANT_NOTE = "A shortcut variant needs a residual network: a plain one has no shortcuts."
+
+
 def resnet_options(spec: ResNetSpec) -> dict[str, Option]:
     """The options of a ResNet builder, with their defaults, choices and search values.
 
-    Plain networks take the stochastic-depth options too, so that asking for
-    it gets the ValueError that explains why a plain net cannot; a search
-    does not try it (nor the shortcut choices, which a plain net lacks).
+    Plain networks take the stochastic-depth options and `shortcut_variant`
+    too, with only the values that keep them plain (`drop_path_rate` 0,
+    `"identity"`), so that asking for more gets the ValueError that explains
+    why a plain net cannot; a search does not try them (nor the shortcut
+    choices, which a plain net lacks).
     """
     residual = spec.residual
     options = {
         "shortcut": Option(spec.shortcut, blocks.SHORTCUTS, blocks.SHORTCUTS if residual else ()),
         "unit": Option(spec.unit, blocks.UNITS, blocks.UNITS),
-        "shortcut_variant": Option(
-            "identity", blocks.SHORTCUT_VARIANTS, blocks.ADDITIVE_VARIANTS if residual else ()
-        ),
-        "gate_bias": Option(blocks.GATE_BIAS),
+        "shortcut_variant": Option("identity", blocks.SHORTCUT_VARIANTS, blocks.ADDITIVE_VARIANTS)
+        if residual
+        else Option("identity", ("identity",), note=_PLAIN_VARIANT_NOTE),
+        "gate_bias": Option(blocks.GATE_BIAS, kind=float),
     }
     if spec.block == "bottleneck":
-        options["stride_in_1x1"] = Option(False, (False, True), (False, True))
+        options["stride_in_1x1"] = Option(False, (False, True), (False, True), kind=bool)
     return {**options, **stochastic_depth_options(search=residual)}
 
 
@@ -435,7 +433,7 @@ def cifar_architecture(spec: ResNetSpec) -> dict[str, Option]:
     per_block = 2 if spec.block == "basic" else 3
     depth = 3 * per_block * spec.depths[0] + 2
     search = (8, 14, 20, 32) if spec.block == "basic" else (11, 20, 29)
-    return {"depth": Option(depth, search=search)}
+    return {"depth": Option(depth, search=search, kind=int, minimum=3 * per_block + 2)}
 
 
 _IMAGENET_SUMMARY = (
@@ -562,7 +560,7 @@ def ResNet(
     spec = resnet_spec(depths, widths, block, stem, residual=residual)
     layers = (2 if spec.block == "basic" else 3) * sum(spec.depths) + 2
     application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{layers}"
-    check_options("ResNet", options, resnet_options(spec))
+    options = check_options("ResNet", options, resnet_options(spec))
     model_name = f"ResNet(depths={spec.depths})"
     return build_resnet(spec, model_name=model_name, **application, **options)
 
@@ -603,7 +601,7 @@ def CifarResNet(
         >>> r164 = keras_resnets.CifarResNet(164, block="bottleneck", unit="full_preactivation")
     """
     spec = cifar_spec(depth, residual=residual, block=block)
-    check_options("CifarResNet", options, resnet_options(spec))
+    options = check_options("CifarResNet", options, resnet_options(spec))
     application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{depth}"
     return build_resnet(spec, model_name=f"CifarResNet(depth={depth})", **application, **options)
 

@@ -79,9 +79,9 @@ def _resnext_spec(spec: ResNetSpec, cardinality, base_width) -> ResNetSpec:
     return spec
 
 
-def _generic_options(spec: ResNetSpec) -> list[str]:
+def _generic_options(spec: ResNetSpec) -> dict[str, Option]:
     """What the generic builders take: every option of `build_resnet` and `build_resnext`."""
-    return list({**resnext_options(spec), **resnet_options(spec)})
+    return {**resnext_options(spec), **resnet_options(spec)}
 
 
 def build_resnext(
@@ -142,14 +142,14 @@ def resnext_options(spec: ResNetSpec) -> dict[str, Option]:
     same values, so a search tries neither.
     """
     return {
-        "cardinality": Option(spec.cardinality),
-        "base_width": Option(spec.base_width),
+        "cardinality": Option(spec.cardinality, kind=int, minimum=1),
+        "base_width": Option(spec.base_width, kind=int, minimum=1),
         "form": Option("c", blocks.FORMS),
         "implementation": Option("auto", IMPLEMENTATIONS),
         "shortcut": Option(
             "projection", ("projection", "all_projection"), ("projection", "all_projection")
         ),
-        "stride_in_1x1": Option(False, (False, True), (False, True)),
+        "stride_in_1x1": Option(False, (False, True), (False, True), kind=bool),
         **stochastic_depth_options(),
     }
 
@@ -263,7 +263,7 @@ def ResNeXt(
     spec = resnext_spec(depths, cardinality, base_width, widths)
     layers = 3 * sum(spec.depths) + 2
     application["name"] = application["name"] or f"resnext{layers}_{cardinality}x{base_width}d"
-    check_options("ResNeXt", options, _generic_options(spec))
+    options = check_options("ResNeXt", options, _generic_options(spec))
     model_name = f"ResNeXt(depths={spec.depths})"
     return build_resnext(spec, model_name=model_name, **application, **options)
 
@@ -303,7 +303,7 @@ def CifarResNeXt(
     check_int("cardinality", cardinality)
     check_int("base_width", base_width)
     spec = cifar_resnext_spec(depth, cardinality, base_width)
-    check_options("CifarResNeXt", options, _generic_options(spec))
+    options = check_options("CifarResNeXt", options, _generic_options(spec))
     application["name"] = application["name"] or f"resnext{depth}_{cardinality}x{base_width}d"
     model_name = f"CifarResNeXt(depth={depth})"
     return build_resnext(spec, model_name=model_name, **application, **options)
@@ -317,7 +317,9 @@ CIFAR_RESNEXT = dataclasses.replace(
     RESNEXT,
     generic=CifarResNeXt,
     spec=cifar_resnext_spec,
-    architecture=lambda spec: {"cardinality": Option(spec.cardinality, search=(4, 8, 16))},
+    architecture=lambda spec: {
+        "cardinality": Option(spec.cardinality, search=(4, 8, 16), kind=int, minimum=1)
+    },
 )
 
 BUILDERS = {

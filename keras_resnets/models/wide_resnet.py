@@ -24,7 +24,7 @@ from keras_resnets.models.application import (
     with_application_arguments,
 )
 from keras_resnets.models.builder import build_model, stage_info
-from keras_resnets.models.registry import Family, Option, Row, register_rows
+from keras_resnets.models.registry import RATE, Family, Option, Row, register_rows
 from keras_resnets.utils import check_fraction, check_int
 from keras_resnets.weights import build_in_stored_layout
 
@@ -243,13 +243,13 @@ _OPTIONS_DOC = """    dropout_rate: dropout inside each block (default 0; the pa
 
 def wide_resnet_options(spec: WideResNetSpec) -> dict[str, Option]:
     """The options of a Wide ResNet builder, with defaults and search values."""
-    return {"dropout_rate": Option(0.0, search=(0.0, 0.3)), **stochastic_depth_options()}
+    return {"dropout_rate": Option(0.0, search=(0.0, 0.3), **RATE), **stochastic_depth_options()}
 
 
 def _architecture(spec: WideResNetSpec) -> dict[str, Option]:
     return {
-        "depth": Option(spec.depth, search=(16, 22, 28)),
-        "width": Option(spec.width, search=(2, 4, 8)),
+        "depth": Option(spec.depth, search=(16, 22, 28), kind=int, minimum=10),
+        "width": Option(spec.width, search=(2, 4, 8), kind=int, minimum=1),
     }
 
 
