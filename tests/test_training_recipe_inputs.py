@@ -215,6 +215,32 @@ def test_bad_set_value_exits_2_naming_the_key(item, problem, tmp_path, capsys, n
     assert "Traceback" not in err and not (tmp_path / "config.yaml").exists()
 
 
+MODEL_ERRORS = [
+    (["--model", "ResNet21"], "Unknown model name 'ResNet21'"),
+    (["--set", "model.options={drop_path_rate: 2}"], "`drop_path_rate` must be in [0.0, 1.0)"),
+    (["--set", "model.options={foo: 2}"], "unexpected keyword argument 'foo'"),
+]
+
+
+@pytest.mark.parametrize("argv, problem", MODEL_ERRORS, ids=["name", "value", "option"])
+def test_bad_model_exits_2_before_data(argv, problem, tmp_path, capsys, no_data):
+    """model.name and model.options are checked with the recipe: no data, no output directory."""
+    out = tmp_path / "run"
+    assert train_lib.main(["--recipe", "digits_resnet20", "--output-dir", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and problem in err, err
+    assert not out.exists()
+
+
+def test_output_dir_on_a_file_exits_2_naming_the_flag(tmp_path, capsys, no_data):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    assert train_lib.main(["--recipe", "digits_resnet20", "--output-dir", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "--output-dir" in err and "is a file" in err, err
+    assert target.read_text() == "mine"
+
+
 def test_set_reads_yaml_1_2_scalars():
     sets = config.parse_set_flags(
         ["optimizer.learning_rate=1e-3", "data.augmentation=none", "data.normalization=none"]

@@ -90,6 +90,30 @@ def _exported_version(output_dir: str, weights_sha256: str) -> str | None:
     return None
 
 
+def _check_model(cfg: dict) -> None:
+    """Refuse an unknown `model.name` or a bad `model.options` value before any data loads.
+
+    A registered model's options are checked against its `Option`s (what its
+    builder runs); the generic builders (`ResNet`, `CifarResNet`, ...) check
+    theirs when the model is built. Nothing to check with `transfer.from`.
+    """
+    if cfg["transfer"]["from"] is not None:
+        return
+    import keras_resnets
+    from keras_resnets.models.application import check_options
+
+    name = cfg["model"]["name"]
+    if name in keras_resnets.list_models():
+        try:
+            check_options(
+                name, dict(cfg["model"]["options"]), keras_resnets.models.model_info(name).options
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"`model.options` of {name!r}: {error}") from error
+    elif not (name[:1].isupper() and callable(getattr(keras_resnets, name, None))):
+        keras_resnets.models.model_info(name)  # raises with the closest names
+
+
 def _one_run_per_directory(function):
     """Run `function` holding its output directory's lock (`rundir.hold`).
 
@@ -101,9 +125,14 @@ def _one_run_per_directory(function):
     @functools.wraps(function)
     def wrapper(recipe, *, output_dir, overrides=None, **flags):
         with contextlib.redirect_stdout(io.StringIO()):  # the run says it again
-            resolve(recipe, overrides=overrides, **flags)
+            cfg = resolve(recipe, overrides=overrides, **flags)
         if not isinstance(output_dir, str) or not output_dir:
             raise ValueError(f"`output_dir` must be a directory path, got {output_dir!r}.")
+        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise ValueError(
+                f"`output_dir` (--output-dir) {output_dir!r} is a file: pass a directory."
+            )
+        _check_model(cfg)
         from training.distribute import worker_info
 
         if not worker_info()[2]:
