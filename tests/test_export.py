@@ -525,12 +525,15 @@ GOOD_OPTIONS = {
             )
         ),
     ),
-    "top_k": st.integers(1, 20),
-    "version": st.one_of(st.none(), st.integers(0, 10**6)),
-    "input_size": st.one_of(st.none(), st.just(32), st.just((32, 32))),
-    "crop_fraction": st.one_of(st.none(), st.floats(0.05, 1.0)),
+    # NumPy scalars (what config loaders give) pass wherever the Python type does.
+    "top_k": st.one_of(st.integers(1, 20), st.integers(1, 20).map(np.int64)),
+    "version": st.one_of(st.none(), st.integers(0, 10**6), st.integers(0, 99).map(np.int32)),
+    "input_size": st.one_of(st.none(), st.just(32), st.just((32, 32)), st.just(np.int64(32))),
+    "crop_fraction": st.one_of(
+        st.none(), st.floats(0.05, 1.0), st.floats(0.0625, 1.0, width=32).map(np.float32)
+    ),
     "outputs": st.sampled_from(["probabilities", "logits"]),
-    "overwrite": st.booleans(),
+    "overwrite": st.one_of(st.booleans(), st.booleans().map(np.bool_)),
 }
 
 
@@ -601,6 +604,20 @@ def test_good_export_options_pass_every_check(export_checks_only, tmp_path_facto
     with pytest.raises(_Traced):
         _export_with(export_checks_only, directory, options)
     assert list_versions(directory / "m") == []  # the temporary version was removed
+
+
+def test_numpy_scalars_pass_every_check(export_checks_only, tmp_path):
+    """Each option given as a NumPy scalar, as a config loader gives it (crop_fraction was refused)."""
+    options = {
+        "top_k": np.int64(3),
+        "version": np.int32(4),
+        "input_size": (np.int64(32), np.int32(32)),
+        "crop_fraction": np.float32(0.875),
+        "overwrite": np.bool_(False),
+        "warmup": np.bool_(False),
+    }
+    with pytest.raises(_Traced):
+        _export_with(export_checks_only, tmp_path, options)
 
 
 @pytest.mark.parametrize(

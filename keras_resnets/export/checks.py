@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import keras
 
 from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_resnets.utils import is_int
 
 __all__ = ["OUTPUTS", "PREPROCESSING", "model_preprocessing"]
 
@@ -183,17 +184,17 @@ def _resolve_size(model: keras.Model, input_size) -> tuple[int, int]:
                 "`input_size` (an int or (height, width)) to say what to resize to."
             )
         return model_size
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
+    if is_int(input_size):  # NumPy integers too (is_int refuses bools)
         input_size = (input_size, input_size)
     if (
         not isinstance(input_size, Sequence)
         or len(input_size) != 2
-        or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in input_size)
+        or any(not is_int(s) or s < 1 for s in input_size)
     ):
         raise ValueError(
             f"`input_size` must be None, a positive int or (height, width), got {input_size!r}."
         )
-    input_size = tuple(input_size)
+    input_size = tuple(int(s) for s in input_size)
     for want, have in zip(input_size, model_size, strict=True):
         if have is not None and have != want:
             raise ValueError(
