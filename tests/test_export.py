@@ -607,7 +607,7 @@ def test_good_export_options_pass_every_check(export_checks_only, tmp_path_facto
 
 
 def test_numpy_scalars_pass_every_check(export_checks_only, tmp_path):
-    """Each option given as a NumPy scalar, as a config loader gives it (crop_fraction was refused)."""
+    """Each option as a NumPy scalar, as config loaders give it (np.float32 was refused)."""
     options = {
         "top_k": np.int64(3),
         "version": np.int32(4),
@@ -615,6 +615,11 @@ def test_numpy_scalars_pass_every_check(export_checks_only, tmp_path):
         "crop_fraction": np.float32(0.875),
         "overwrite": np.bool_(False),
         "warmup": np.bool_(False),
+        "preprocessing": {
+            "scale": np.float32(1 / 255),
+            "mean": [np.float32(0.5)],
+            "std": np.float32(0.25),
+        },
     }
     with pytest.raises(_Traced):
         _export_with(export_checks_only, tmp_path, options)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import keras
 
 from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from keras_resnets.utils import is_int
+from keras_resnets.utils import is_int, is_number
 
 __all__ = ["OUTPUTS", "PREPROCESSING", "model_preprocessing"]
 
@@ -54,18 +54,13 @@ def _resolve_preprocessing(preprocessing, channels: int) -> dict[str, object]:
             f"got {type(preprocessing).__name__}: {preprocessing!r}."
         )
     scale = spec["scale"]
-    if (
-        not isinstance(scale, (int, float))
-        or isinstance(scale, bool)
-        or not math.isfinite(scale)
-        or scale <= 0
-    ):
+    if not is_number(scale) or not math.isfinite(scale) or scale <= 0:
         raise ValueError(
             f"`preprocessing['scale']` must be a positive finite number, got {scale!r}."
         )
     for key in ("mean", "std"):
         value = spec[key]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):  # NumPy scalars too (is_number refuses bools)
             value = (float(value),)
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise TypeError(
@@ -73,7 +68,7 @@ def _resolve_preprocessing(preprocessing, channels: int) -> dict[str, object]:
                 f"got {type(value).__name__}: {value!r}."
             )
         value = tuple(value)
-        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in value):
+        if any(not is_number(v) for v in value):
             raise TypeError(f"`preprocessing['{key}']` must hold numbers, got {value!r}.")
         value = tuple(float(v) for v in value)
         if not all(math.isfinite(v) for v in value):
