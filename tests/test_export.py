@@ -440,8 +440,38 @@ def test_cli_reports_a_bad_model_file(tmp_path, capsys):
     bad.write_bytes(b"not a zip file")
     # a file that cannot be read: an I/O error (issue 17: exit 5, not the usage code 2)
     assert export_cli.main(["--model", str(bad), "--export-base", str(tmp_path / "m")]) == 5
-    assert str(bad) in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(bad) in err and "truncated or corrupt" in err and "not found" not in err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--top-k", "0"], "error: --top-k: `top_k` must be an integer >= 1, got 0."),
+        (["--version", "-1"], "error: --version: `version` must be an integer >= 0"),
+        (["--crop-fraction", "2"], "error: --crop-fraction: `crop_fraction` must be in (0, 1]"),
+        (["--input-size", "0"], "error: --input-size: `input_size` must be None"),
+        (["--mean", "0.5", "--std", "0"], "error: --mean/--std: `preprocessing['std']` must be"),
+        (["--export-base-is-a-file"], "error: --export-base: `export_base`"),
+    ],
+    ids=["top-k", "version", "crop", "size", "std", "base"],
+)
+def test_cli_errors_name_the_flag(tmp_path, capsys, flags, expected):
+    """The function names its argument (`top_k`), the command line the flag the user typed."""
+    model_path = tmp_path / "m.keras"
+    keras_resnets.CifarResNet(8).save(model_path)
+    base = tmp_path / "e"
+    if flags == ["--export-base-is-a-file"]:
+        base.write_text("mine")
+        flags = []
+    argv = ["--model", str(model_path), "--export-base", str(base), "--no-warmup", *flags]
+    assert (
+        export_cli.main(["--preprocessing", "unit", *argv] if "--mean" not in flags else argv) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(expected), err
+    assert "Traceback" not in err and (base.is_file() or not base.exists())
 
 
 @pytest.mark.parametrize(
