@@ -393,6 +393,12 @@ def test_command_errors_name_the_problem(tmp_path, capsys):
     missing = str(tmp_path / "missing.keras")
     assert main(["lesion", "--models", missing, "--output-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: model file {missing!r} does not exist\n"
+    # A truncated file is a file that cannot be read (exit 5) named as such, not "File not found".
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(b"PK\x03\x04 cut short")
+    assert main(["paths", "--model", str(truncated), "--output-dir", str(tmp_path)]) == 5
+    err = capsys.readouterr().err
+    assert str(truncated) in err and "truncated or corrupt" in err and "not found" not in err
 
 
 def test_preactivation_blocks_are_found_lesioned_and_gated():
