@@ -232,6 +232,37 @@ def test_bad_model_exits_2_before_data(argv, problem, tmp_path, capsys, no_data)
     assert not out.exists()
 
 
+def test_run_takes_numpy_scalars_and_paths(tmp_path, no_data):
+    """What Python callers pass: NumPy scalars (config loaders), pathlib paths."""
+    import pathlib
+
+    import numpy as np
+
+    from training.options import resolve
+
+    cfg = resolve(
+        "digits_resnet20",
+        seed=np.int64(1),
+        epochs=np.int32(2),
+        batch_size=np.int64(16),
+        data_dir=pathlib.Path("my_images"),
+        overrides={
+            "optimizer.learning_rate": np.float32(0.5),
+            "data.flip": np.bool_(True),
+            "schedule.boundaries": [np.float64(0.5)],
+        },
+    )
+    values = (cfg["train"]["seed"], cfg["train"]["epochs"], cfg["train"]["batch_size"])
+    assert values == (1, 2, 16) and all(type(v) is int for v in values)
+    assert type(cfg["optimizer"]["learning_rate"]) is float and cfg["data"]["flip"] is True
+    assert cfg["data"]["data_dir"] == "my_images" and cfg["schedule"]["boundaries"] == [0.5]
+    with pytest.raises(ValueError, match="^--seed: "):  # a float is still not a seed
+        resolve("digits_resnet20", seed=np.float64(1.5))
+    # run() takes a pathlib output directory (refused before): it gets as far as the data.
+    with pytest.raises(AssertionError, match="data was loaded"):
+        train_lib.run("digits_resnet20", output_dir=tmp_path / "run", seed=np.int64(3))
+
+
 def test_output_dir_on_a_file_exits_2_naming_the_flag(tmp_path, capsys, no_data):
     target = tmp_path / "notes.txt"
     target.write_text("mine")

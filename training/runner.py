@@ -126,6 +126,8 @@ def _one_run_per_directory(function):
     def wrapper(recipe, *, output_dir, overrides=None, **flags):
         with contextlib.redirect_stdout(io.StringIO()):  # the run says it again
             cfg = resolve(recipe, overrides=overrides, **flags)
+        if isinstance(output_dir, os.PathLike):
+            output_dir = os.fspath(output_dir)
         if not isinstance(output_dir, str) or not output_dir:
             raise ValueError(f"`output_dir` must be a directory path, got {output_dir!r}.")
         if os.path.exists(output_dir) and not os.path.isdir(output_dir):
@@ -164,7 +166,9 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
             `resume`, `overwrite`, `export`, `save_every_steps`,
             `skip_bad_images`, `seed`, `verbose` ("auto", "bar", "line",
             "quiet"), `cpu_devices`, `transfer_from`, `freeze_until`,
-            `new_classes`.
+            `new_classes`. NumPy scalars (`seed=np.int64(1)`) and path-like
+            values (`pathlib.Path`, also for `output_dir`) are taken as the
+            Python values they stand for, in `overrides` too.
 
     Returns:
         A dict with `"history"` (Keras `History.history`: per-epoch `loss`,
