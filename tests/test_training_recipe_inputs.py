@@ -266,9 +266,10 @@ def test_run_takes_numpy_scalars_and_paths(tmp_path, no_data):
 def test_output_dir_on_a_file_exits_2_naming_the_flag(tmp_path, capsys, no_data):
     target = tmp_path / "notes.txt"
     target.write_text("mine")
-    assert train_lib.main(["--recipe", "digits_resnet20", "--output-dir", str(target)]) == 2
-    err = capsys.readouterr().err
-    assert "--output-dir" in err and "is a file" in err, err
+    for path, why in ((target, "is a file"), (target / "sub", "is under the file")):
+        assert train_lib.main(["--recipe", "digits_resnet20", "--output-dir", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: `output_dir` (--output-dir) ") and why in err, err
     assert target.read_text() == "mine"
 
 

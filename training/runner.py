@@ -9,6 +9,7 @@ directory. See docs/training.md.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import hashlib
@@ -130,10 +131,12 @@ def _one_run_per_directory(function):
             output_dir = os.fspath(output_dir)
         if not isinstance(output_dir, str) or not output_dir:
             raise ValueError(f"`output_dir` must be a directory path, got {output_dir!r}.")
-        if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-            raise ValueError(
-                f"`output_dir` (--output-dir) {output_dir!r} is a file: pass a directory."
-            )
+        from keras_resnets.utils import output_dir_flag
+
+        try:  # a file, or a path under one: what the other commands' --output-dir refuse
+            output_dir_flag(output_dir)
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(f"`output_dir` (--output-dir) {error}.") from None
         _check_model(cfg)
         from training.distribute import worker_info
 
