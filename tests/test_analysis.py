@@ -456,6 +456,23 @@ def test_degradation_command_trains_through_the_trainer(tmp_path, capsys):
     assert "ResNet20" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    "models, problem",
+    [(["Plain20", "ResNet21"], "Unknown model name 'ResNet21'"), (["ResNet20"], "drop_path_rate")],
+)
+def test_degradation_checks_every_model_before_training_any(tmp_path, capsys, models, problem):
+    """A misspelt last model (or a bad option) stops the command before the first run trains."""
+    from training import degradation
+
+    out = tmp_path / "out"
+    argv = ["--models", *models, "--output-dir", str(out)]
+    if problem == "drop_path_rate":
+        argv += ["--set", "model.options={drop_path_rate: 2}"]
+    assert degradation.main(argv) == 2
+    assert problem in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_stochastic_depth_blocks_are_found_lesioned_and_gated():
     keras.utils.set_random_seed(0)
     model = _randomise_bn(keras_resnets.ResNet20(input_shape=(SIZE, SIZE, 3), drop_path_rate=0.5))

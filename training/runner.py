@@ -26,7 +26,7 @@ from training import config as config_lib
 from training import rundir
 from training.options import resolve
 
-__all__ = ["run"]
+__all__ = ["check_model", "run"]
 
 
 def _with_preprocessing(model, source):
@@ -91,7 +91,7 @@ def _exported_version(output_dir: str, weights_sha256: str) -> str | None:
     return None
 
 
-def _check_model(cfg: dict) -> None:
+def check_model(cfg: dict) -> None:
     """Refuse an unknown `model.name` or a bad `model.options` value before any data loads.
 
     A registered model's options are checked against its `Option`s (what its
@@ -137,7 +137,7 @@ def _one_run_per_directory(function):
             output_dir_flag(output_dir)
         except argparse.ArgumentTypeError as error:
             raise ValueError(f"`output_dir` (--output-dir) {error}.") from None
-        _check_model(cfg)
+        check_model(cfg)
         from training.distribute import worker_info
 
         if not worker_info()[2]:
