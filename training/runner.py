@@ -20,6 +20,7 @@ import os
 import platform
 import sys
 import time
+import zipfile
 from typing import Any
 
 from training import config as config_lib
@@ -91,14 +92,33 @@ def _exported_version(output_dir: str, weights_sha256: str) -> str | None:
     return None
 
 
+def _inputs(recipe: str, cfg: dict) -> dict:
+    """The files a run reads, by flag (`rundir.check_inputs`)."""
+    return {
+        "--transfer-from": cfg["transfer"]["from"],
+        "--recipe": recipe if os.path.isfile(recipe) else None,
+        "--data-dir": cfg["data"]["data_dir"],
+    }
+
+
 def check_model(cfg: dict) -> None:
     """Refuse an unknown `model.name` or a bad `model.options` value before any data loads.
 
     A registered model's options are checked against its `Option`s (what its
     builder runs); the generic builders (`ResNet`, `CifarResNet`, ...) check
-    theirs when the model is built. Nothing to check with `transfer.from`.
+    theirs when the model is built. With `transfer.from`, the model file is
+    checked instead: a missing file is a usage error (`ValueError`), one that
+    is not a `.keras` archive (truncated, corrupt) an `OSError`.
     """
-    if cfg["transfer"]["from"] is not None:
+    source = cfg["transfer"]["from"]
+    if source is not None:
+        if not os.path.isfile(source):
+            raise ValueError(f"`transfer.from` (--transfer-from) file {source!r} does not exist.")
+        if not zipfile.is_zipfile(source):  # Keras would say "File not found"
+            raise OSError(
+                f"`transfer.from` (--transfer-from) file {source!r} is not a .keras archive "
+                "(truncated or corrupt?); save the model again."
+            )
         return
     import keras_resnets
     from keras_resnets.models.application import check_options
@@ -137,6 +157,8 @@ def _one_run_per_directory(function):
             output_dir_flag(output_dir)
         except argparse.ArgumentTypeError as error:
             raise ValueError(f"`output_dir` (--output-dir) {error}.") from None
+        # an input that is one of the run's outputs first: that refusal says the most
+        rundir.check_inputs(os.path.abspath(output_dir), _inputs(recipe, cfg))
         check_model(cfg)
         from training.distribute import worker_info
 
@@ -205,14 +227,7 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         from keras_resnets import export_saved_model as export
     output_dir = os.path.abspath(output_dir)
     backup_path = os.path.join(output_dir, "backup", "state.npz")
-    rundir.check_inputs(
-        output_dir,
-        {
-            "--transfer-from": cfg["transfer"]["from"],
-            "--recipe": recipe if os.path.isfile(recipe) else None,
-            "--data-dir": cfg["data"]["data_dir"],
-        },
-    )
+    rundir.check_inputs(output_dir, _inputs(recipe, cfg))
     from training.callbacks import previous_backup
     from training.distribute import worker_info
 
