@@ -19,7 +19,7 @@ import argparse
 import os
 import sys
 
-from keras_resnets.utils import atomic_write, cli_error
+from keras_resnets.utils import atomic_write, cli_error, int_flag
 
 __all__ = ["convert", "main"]
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("src", help="checkpoint: .safetensors, or .pth/.pt (needs PyTorch)")
     parser.add_argument("dst", help="output: .weights.h5 or .keras")
     parser.add_argument("--model", required=True, help="model name, e.g. ResNet50")
-    parser.add_argument("--classes", type=int, default=None, help="classifier width")
+    parser.add_argument("--classes", type=int_flag(1), default=None, help="classifier width")
     parser.add_argument("--no-top", action="store_true", help="the checkpoint has no classifier")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     args = parser.parse_args(argv)

@@ -393,6 +393,12 @@ def test_command_errors_name_the_problem(tmp_path, capsys):
     missing = str(tmp_path / "missing.keras")
     assert main(["lesion", "--models", missing, "--output-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err == f"error: model file {missing!r} does not exist\n"
+    # A truncated file is a file that cannot be read (exit 5) named as such, not "File not found".
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(b"PK\x03\x04 cut short")
+    assert main(["paths", "--model", str(truncated), "--output-dir", str(tmp_path)]) == 5
+    err = capsys.readouterr().err
+    assert str(truncated) in err and "truncated or corrupt" in err and "not found" not in err
 
 
 def test_preactivation_blocks_are_found_lesioned_and_gated():
@@ -448,6 +454,23 @@ def test_degradation_command_trains_through_the_trainer(tmp_path, capsys):
         with open(os.path.join(run["output_dir"], "config.yaml"), encoding="utf-8") as handle:
             assert yaml.safe_load(handle)["train"]["seed"] == 3
     assert "ResNet20" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "models, problem",
+    [(["Plain20", "ResNet21"], "Unknown model name 'ResNet21'"), (["ResNet20"], "drop_path_rate")],
+)
+def test_degradation_checks_every_model_before_training_any(tmp_path, capsys, models, problem):
+    """A misspelt last model (or a bad option) stops the command before the first run trains."""
+    from training import degradation
+
+    out = tmp_path / "out"
+    argv = ["--models", *models, "--output-dir", str(out)]
+    if problem == "drop_path_rate":
+        argv += ["--set", "model.options={drop_path_rate: 2}"]
+    assert degradation.main(argv) == 2
+    assert problem in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_stochastic_depth_blocks_are_found_lesioned_and_gated():

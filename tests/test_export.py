@@ -440,8 +440,38 @@ def test_cli_reports_a_bad_model_file(tmp_path, capsys):
     bad.write_bytes(b"not a zip file")
     # a file that cannot be read: an I/O error (issue 17: exit 5, not the usage code 2)
     assert export_cli.main(["--model", str(bad), "--export-base", str(tmp_path / "m")]) == 5
-    assert str(bad) in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(bad) in err and "truncated or corrupt" in err and "not found" not in err
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--top-k", "0"], "error: --top-k: `top_k` must be an integer >= 1, got 0."),
+        (["--version", "-1"], "error: --version: `version` must be an integer >= 0"),
+        (["--crop-fraction", "2"], "error: --crop-fraction: `crop_fraction` must be in (0, 1]"),
+        (["--input-size", "0"], "error: --input-size: `input_size` must be None"),
+        (["--mean", "0.5", "--std", "0"], "error: --mean/--std: `preprocessing['std']` must be"),
+        (["--export-base-is-a-file"], "error: --export-base: `export_base`"),
+    ],
+    ids=["top-k", "version", "crop", "size", "std", "base"],
+)
+def test_cli_errors_name_the_flag(tmp_path, capsys, flags, expected):
+    """The function names its argument (`top_k`), the command line the flag the user typed."""
+    model_path = tmp_path / "m.keras"
+    keras_resnets.CifarResNet(8).save(model_path)
+    base = tmp_path / "e"
+    if flags == ["--export-base-is-a-file"]:
+        base.write_text("mine")
+        flags = []
+    argv = ["--model", str(model_path), "--export-base", str(base), "--no-warmup", *flags]
+    assert (
+        export_cli.main(["--preprocessing", "unit", *argv] if "--mean" not in flags else argv) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(expected), err
+    assert "Traceback" not in err and (base.is_file() or not base.exists())
 
 
 @pytest.mark.parametrize(
@@ -525,12 +555,15 @@ GOOD_OPTIONS = {
             )
         ),
     ),
-    "top_k": st.integers(1, 20),
-    "version": st.one_of(st.none(), st.integers(0, 10**6)),
-    "input_size": st.one_of(st.none(), st.just(32), st.just((32, 32))),
-    "crop_fraction": st.one_of(st.none(), st.floats(0.05, 1.0)),
+    # NumPy scalars (what config loaders give) pass wherever the Python type does.
+    "top_k": st.one_of(st.integers(1, 20), st.integers(1, 20).map(np.int64)),
+    "version": st.one_of(st.none(), st.integers(0, 10**6), st.integers(0, 99).map(np.int32)),
+    "input_size": st.one_of(st.none(), st.just(32), st.just((32, 32)), st.just(np.int64(32))),
+    "crop_fraction": st.one_of(
+        st.none(), st.floats(0.05, 1.0), st.floats(0.0625, 1.0, width=32).map(np.float32)
+    ),
     "outputs": st.sampled_from(["probabilities", "logits"]),
-    "overwrite": st.booleans(),
+    "overwrite": st.one_of(st.booleans(), st.booleans().map(np.bool_)),
 }
 
 
@@ -601,6 +634,25 @@ def test_good_export_options_pass_every_check(export_checks_only, tmp_path_facto
     with pytest.raises(_Traced):
         _export_with(export_checks_only, directory, options)
     assert list_versions(directory / "m") == []  # the temporary version was removed
+
+
+def test_numpy_scalars_pass_every_check(export_checks_only, tmp_path):
+    """Each option as a NumPy scalar, as config loaders give it (np.float32 was refused)."""
+    options = {
+        "top_k": np.int64(3),
+        "version": np.int32(4),
+        "input_size": (np.int64(32), np.int32(32)),
+        "crop_fraction": np.float32(0.875),
+        "overwrite": np.bool_(False),
+        "warmup": np.bool_(False),
+        "preprocessing": {
+            "scale": np.float32(1 / 255),
+            "mean": [np.float32(0.5)],
+            "std": np.float32(0.25),
+        },
+    }
+    with pytest.raises(_Traced):
+        _export_with(export_checks_only, tmp_path, options)
 
 
 @pytest.mark.parametrize(

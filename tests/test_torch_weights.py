@@ -246,6 +246,11 @@ def test_convert_command_fails_cleanly(tmp_path, small_registered, capsys):
     assert os.listdir(tmp_path) == []
     assert main([fixture_path("resnet_basic"), str(tmp_path / "out.h5"), "--model", name]) == 2
     assert "must end in .weights.h5 or .keras" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a flag's bad value names the flag
+        main([fixture_path("resnet_basic"), str(destination), "--model", name, "--classes", "0"])
+    assert stop.value.code == 2
+    assert "argument --classes: must be an integer >= 1, got '0'" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize(

@@ -215,6 +215,64 @@ def test_bad_set_value_exits_2_naming_the_key(item, problem, tmp_path, capsys, n
     assert "Traceback" not in err and not (tmp_path / "config.yaml").exists()
 
 
+MODEL_ERRORS = [
+    (["--model", "ResNet21"], "Unknown model name 'ResNet21'"),
+    (["--set", "model.options={drop_path_rate: 2}"], "`drop_path_rate` must be in [0.0, 1.0)"),
+    (["--set", "model.options={foo: 2}"], "unexpected keyword argument 'foo'"),
+]
+
+
+@pytest.mark.parametrize("argv, problem", MODEL_ERRORS, ids=["name", "value", "option"])
+def test_bad_model_exits_2_before_data(argv, problem, tmp_path, capsys, no_data):
+    """model.name and model.options are checked with the recipe: no data, no output directory."""
+    out = tmp_path / "run"
+    assert train_lib.main(["--recipe", "digits_resnet20", "--output-dir", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and problem in err, err
+    assert not out.exists()
+
+
+def test_run_takes_numpy_scalars_and_paths(tmp_path, no_data):
+    """What Python callers pass: NumPy scalars (config loaders), pathlib paths."""
+    import pathlib
+
+    import numpy as np
+
+    from training.options import resolve
+
+    cfg = resolve(
+        "digits_resnet20",
+        seed=np.int64(1),
+        epochs=np.int32(2),
+        batch_size=np.int64(16),
+        data_dir=pathlib.Path("my_images"),
+        overrides={
+            "optimizer.learning_rate": np.float32(0.5),
+            "data.flip": np.bool_(True),
+            "schedule.boundaries": [np.float64(0.5)],
+        },
+    )
+    values = (cfg["train"]["seed"], cfg["train"]["epochs"], cfg["train"]["batch_size"])
+    assert values == (1, 2, 16) and all(type(v) is int for v in values)
+    assert type(cfg["optimizer"]["learning_rate"]) is float and cfg["data"]["flip"] is True
+    assert cfg["data"]["data_dir"] == "my_images" and cfg["schedule"]["boundaries"] == [0.5]
+    with pytest.raises(ValueError, match="^--seed: "):  # a float is still not a seed
+        resolve("digits_resnet20", seed=np.float64(1.5))
+    # run() takes a pathlib output directory (refused before): it gets as far as the data.
+    with pytest.raises(AssertionError, match="data was loaded"):
+        train_lib.run("digits_resnet20", output_dir=tmp_path / "run", seed=np.int64(3))
+
+
+def test_output_dir_on_a_file_exits_2_naming_the_flag(tmp_path, capsys, no_data):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    for path, why in ((target, "is a file"), (target / "sub", "is under the file")):
+        assert train_lib.main(["--recipe", "digits_resnet20", "--output-dir", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: `output_dir` (--output-dir) ") and why in err, err
+    assert target.read_text() == "mine"
+
+
 def test_set_reads_yaml_1_2_scalars():
     sets = config.parse_set_flags(
         ["optimizer.learning_rate=1e-3", "data.augmentation=none", "data.normalization=none"]

@@ -59,3 +59,26 @@ def test_transfer_options_need_a_model_to_start_from(tmp_path, capsys):
     )
     assert code == 2
     assert "--transfer-from" in capsys.readouterr().err
+
+
+def test_a_missing_or_damaged_model_to_start_from_stops_before_anything(tmp_path, capsys):
+    """Named as --transfer-from before data loads; no output directory is made."""
+    out = tmp_path / "out"
+    damaged = tmp_path / "cut.keras"
+    damaged.write_bytes(b"PK\x03\x04 cut short")
+    for path, code, why in (
+        (tmp_path / "none.keras", 2, "does not exist"),
+        (damaged, 5, "corrupt"),
+    ):
+        argv = [
+            "--recipe",
+            "digits_resnet20",
+            "--output-dir",
+            str(out),
+            "--transfer-from",
+            str(path),
+        ]
+        assert main(argv) == code
+        err = capsys.readouterr().err
+        assert err.startswith("error: `transfer.from` (--transfer-from) file ") and why in err, err
+        assert not out.exists()

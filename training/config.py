@@ -11,9 +11,11 @@ raises a `ValueError` naming the file (or `--set`, or the flag), the dotted
 key, the value and what is allowed, when the recipe is loaded or
 overridden, before any data loads. Recipe files and `--set` values are read
 with the YAML 1.2 core schema (`1e-3` is a float, `none` and `yes` are
-strings; only `null`, `~` and an empty value are null). Model names are
-checked lazily, when a run builds the model, so recipes for families that
-are not installed yet still validate.
+strings; only `null`, `~` and an empty value are null); NumPy scalars and
+paths given from Python are taken as their Python values (`python_value`).
+Model names are not checked here, so recipes for families that are not
+installed yet still validate; a run checks the name and `model.options`
+before any data loads (`training.runner`).
 """
 
 from __future__ import annotations
@@ -498,6 +500,29 @@ def parse_value(text: str) -> Any:
         raise ValueError(f"not a YAML value {text!r}: {error}") from error
 
 
+def python_value(value: Any) -> Any:
+    """`value` with NumPy scalars as Python values and paths as strings, nested too.
+
+    What Python callers pass (`run(seed=np.int64(1))`, a config loader's
+    `np.float32` learning rate, `pathlib.Path` for `data_dir`) is taken as
+    the Python value it stands for; anything else is returned unchanged, for
+    the schema to judge.
+
+    Example:
+        >>> python_value({"lr": np.float32(0.5), "sizes": [np.int64(8)], "flip": np.bool_(True)})
+        {'lr': 0.5, 'sizes': [8], 'flip': True}
+    """
+    if isinstance(value, np.generic) and isinstance(value, (np.number, np.bool_, np.str_)):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {key: python_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(python_value(item) for item in value)
+    return value
+
+
 def apply_overrides(config: dict, overrides: dict | None, source: str = "overrides") -> dict:
     """Apply dotted-key overrides (`{"optimizer.learning_rate": 0.05}`).
 
@@ -519,6 +544,7 @@ def apply_overrides(config: dict, overrides: dict | None, source: str = "overrid
         return copy.deepcopy(config)
     nested: dict = {}
     for key, value in overrides.items():
+        value = python_value(value)
         if isinstance(value, dict) and "." not in key:
             nested = _merge(nested, {key: value})
             continue

@@ -14,6 +14,8 @@ imports `training/`. See docs/analysis.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 
@@ -59,12 +61,20 @@ def cmd_degradation(args: argparse.Namespace) -> int:
     require("tensorflow", purpose, extra="train")
     from keras_resnets.analysis.plots import plot_degradation
     from training.config import parse_set_flags
+    from training.options import resolve
+    from training.runner import check_model
     from training.train import run
 
     overrides = parse_set_flags(args.set)  # YAML rules, as the trainer's --set
     # --seed is the runs' seed (weights, shuffling, augmentation), as for the other commands;
     # an explicit --set train.seed=... wins.
     overrides.setdefault("train.seed", args.seed)
+    # Every model's name, options and flags first: a misspelt last model is not
+    # found after the others have trained.
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "overrides": overrides}
+    for name in args.models:
+        with contextlib.redirect_stdout(io.StringIO()):  # each run says its budget again
+            check_model(resolve(args.recipe, model=name, **flags))
     histories, rows, runs = {}, [], {}
     for name in args.models:
         result = run(

@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
+import zipfile
 
 
 def _input_size(text: str):
@@ -41,6 +43,38 @@ def _floats(text: str) -> list[float]:
     if not all(math.isfinite(value) for value in values):
         raise argparse.ArgumentTypeError(f"expected finite numbers (no nan or inf), got {text!r}")
     return values
+
+
+#: `export_saved_model`'s arguments and the flags that give them.
+ARGUMENT_FLAGS = {
+    "export_base": "--export-base",
+    "version": "--version",
+    "preprocessing": "--preprocessing",
+    "preprocessing[": "--mean/--std",
+    "input_size": "--input-size",
+    "outputs": "--outputs",
+    "top_k": "--top-k",
+    "class_names": "--class-names",
+    "crop_fraction": "--crop-fraction",
+    "overwrite": "--overwrite",
+}
+
+
+def _naming_the_flag(error: BaseException) -> BaseException:
+    """`error` with its message led by the flag of the argument it names.
+
+    `export_saved_model` names its arguments (`top_k`); the command line's
+    user typed `--top-k`: "--top-k: `top_k` must be an integer >= 1, got 0."
+    """
+    message = str(error)
+    match = re.search(r"`(\w+\[?)", message)
+    flag = ARGUMENT_FLAGS.get(match.group(1)) if match else None
+    if flag is None:
+        return error
+    try:
+        return type(error)(f"{flag}: {message}")
+    except TypeError:  # an exception class that takes other arguments
+        return error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +167,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras_resnets  # noqa: F401  (registers the custom layers)
 
+    if not zipfile.is_zipfile(args.model):  # Keras would say "File not found"
+        return cli_error(
+            OSError(
+                f"cannot load --model {args.model!r}: not a .keras archive (truncated or "
+                "corrupt?); save the model again"
+            )
+        )
     try:
         model = keras.models.load_model(args.model)
     except Exception as exc:  # noqa: BLE001 - any loading failure names the file
@@ -157,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
         # a usage error (a bad value, another backend than TensorFlow) exits 2,
         # an I/O error (OSError) 5
-        return cli_error(exc)
+        return cli_error(_naming_the_flag(exc))
     print(f"exported {args.model} to {path}")
     return 0
 

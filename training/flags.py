@@ -147,8 +147,9 @@ def flag_overrides(flags: dict) -> dict:
     for flag in FLAG_TABLE:
         if flag.key is None or flags.get(flag.name) is None:
             continue
-        problem = config_lib.leaf_problem(flag.key, flags[flag.name])
+        value = config_lib.python_value(flags[flag.name])  # np.int64(1) is 1
+        problem = config_lib.leaf_problem(flag.key, value)
         if problem:
             raise ValueError(f"{flag.option}: {problem}")
-        out[flag.key] = flags[flag.name]
+        out[flag.key] = value
     return out

@@ -9,6 +9,7 @@ directory. See docs/training.md.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import hashlib
@@ -19,13 +20,14 @@ import os
 import platform
 import sys
 import time
+import zipfile
 from typing import Any
 
 from training import config as config_lib
 from training import rundir
 from training.options import resolve
 
-__all__ = ["run"]
+__all__ = ["check_model", "run"]
 
 
 def _with_preprocessing(model, source):
@@ -90,6 +92,49 @@ def _exported_version(output_dir: str, weights_sha256: str) -> str | None:
     return None
 
 
+def _inputs(recipe: str, cfg: dict) -> dict:
+    """The files a run reads, by flag (`rundir.check_inputs`)."""
+    return {
+        "--transfer-from": cfg["transfer"]["from"],
+        "--recipe": recipe if os.path.isfile(recipe) else None,
+        "--data-dir": cfg["data"]["data_dir"],
+    }
+
+
+def check_model(cfg: dict) -> None:
+    """Refuse an unknown `model.name` or a bad `model.options` value before any data loads.
+
+    A registered model's options are checked against its `Option`s (what its
+    builder runs); the generic builders (`ResNet`, `CifarResNet`, ...) check
+    theirs when the model is built. With `transfer.from`, the model file is
+    checked instead: a missing file is a usage error (`ValueError`), one that
+    is not a `.keras` archive (truncated, corrupt) an `OSError`.
+    """
+    source = cfg["transfer"]["from"]
+    if source is not None:
+        if not os.path.isfile(source):
+            raise ValueError(f"`transfer.from` (--transfer-from) file {source!r} does not exist.")
+        if not zipfile.is_zipfile(source):  # Keras would say "File not found"
+            raise OSError(
+                f"`transfer.from` (--transfer-from) file {source!r} is not a .keras archive "
+                "(truncated or corrupt?); save the model again."
+            )
+        return
+    import keras_resnets
+    from keras_resnets.models.application import check_options
+
+    name = cfg["model"]["name"]
+    if name in keras_resnets.list_models():
+        try:
+            check_options(
+                name, dict(cfg["model"]["options"]), keras_resnets.models.model_info(name).options
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"`model.options` of {name!r}: {error}") from error
+    elif not (name[:1].isupper() and callable(getattr(keras_resnets, name, None))):
+        keras_resnets.models.model_info(name)  # raises with the closest names
+
+
 def _one_run_per_directory(function):
     """Run `function` holding its output directory's lock (`rundir.hold`).
 
@@ -101,9 +146,20 @@ def _one_run_per_directory(function):
     @functools.wraps(function)
     def wrapper(recipe, *, output_dir, overrides=None, **flags):
         with contextlib.redirect_stdout(io.StringIO()):  # the run says it again
-            resolve(recipe, overrides=overrides, **flags)
+            cfg = resolve(recipe, overrides=overrides, **flags)
+        if isinstance(output_dir, os.PathLike):
+            output_dir = os.fspath(output_dir)
         if not isinstance(output_dir, str) or not output_dir:
             raise ValueError(f"`output_dir` must be a directory path, got {output_dir!r}.")
+        from keras_resnets.utils import output_dir_flag
+
+        try:  # a file, or a path under one: what the other commands' --output-dir refuse
+            output_dir_flag(output_dir)
+        except argparse.ArgumentTypeError as error:
+            raise ValueError(f"`output_dir` (--output-dir) {error}.") from None
+        # an input that is one of the run's outputs first: that refusal says the most
+        rundir.check_inputs(os.path.abspath(output_dir), _inputs(recipe, cfg))
+        check_model(cfg)
         from training.distribute import worker_info
 
         if not worker_info()[2]:
@@ -135,7 +191,9 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
             `resume`, `overwrite`, `export`, `save_every_steps`,
             `skip_bad_images`, `seed`, `verbose` ("auto", "bar", "line",
             "quiet"), `cpu_devices`, `transfer_from`, `freeze_until`,
-            `new_classes`.
+            `new_classes`. NumPy scalars (`seed=np.int64(1)`) and path-like
+            values (`pathlib.Path`, also for `output_dir`) are taken as the
+            Python values they stand for, in `overrides` too.
 
     Returns:
         A dict with `"history"` (Keras `History.history`: per-epoch `loss`,
@@ -169,14 +227,7 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
         from keras_resnets import export_saved_model as export
     output_dir = os.path.abspath(output_dir)
     backup_path = os.path.join(output_dir, "backup", "state.npz")
-    rundir.check_inputs(
-        output_dir,
-        {
-            "--transfer-from": cfg["transfer"]["from"],
-            "--recipe": recipe if os.path.isfile(recipe) else None,
-            "--data-dir": cfg["data"]["data_dir"],
-        },
-    )
+    rundir.check_inputs(output_dir, _inputs(recipe, cfg))
     from training.callbacks import previous_backup
     from training.distribute import worker_info
 

@@ -53,7 +53,8 @@ def build_training_model(cfg: dict, num_classes: int, channels: int):
     With `transfer.from` (`--transfer-from PATH.keras`) the trained model is
     loaded instead, given a new classifier (`--new-classes N`) and frozen up
     to a stage (`--freeze-until STAGE`); see docs/transfer_learning.md.
-    Otherwise the recipe's model is built (names are checked here, lazily).
+    Otherwise the recipe's model is built (a run checks the name and options
+    before any data loads, `training.runner`; a direct call checks them here).
 
     Args:
         cfg: resolved config (`model.name`, `model.options`, `data.image_size`).

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import zipfile
 
 from keras_resnets._optional import require
 from keras_resnets.analysis.report import add_common_arguments, print_table, write_outputs
@@ -118,9 +119,17 @@ def _load_or_train(args, name_or_path: str, data):
     if name_or_path.endswith(".keras"):
         if not os.path.isfile(name_or_path):
             raise ValueError(f"model file {name_or_path!r} does not exist")
+        if not zipfile.is_zipfile(name_or_path):  # Keras would say "File not found"
+            raise OSError(
+                f"model file {name_or_path!r} is not a .keras archive (truncated or corrupt?); "
+                "save the model again"
+            )
         import keras_resnets  # noqa: F401  (registers the custom layers)
 
-        return keras.models.load_model(name_or_path)
+        try:
+            return keras.models.load_model(name_or_path)
+        except (ValueError, TypeError, KeyError) as exc:  # a damaged archive: name the file
+            raise OSError(f"cannot load model file {name_or_path!r}: {exc}") from exc
     return build_and_train(
         name_or_path, data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed
     )

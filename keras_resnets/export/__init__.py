@@ -50,7 +50,7 @@ from keras_resnets.export.serving import (
     serving_archive,
     write_warmup,
 )
-from keras_resnets.utils import check_int
+from keras_resnets.utils import check_bool, check_int, check_number
 
 __all__ = [
     "OUTPUTS",
@@ -220,14 +220,11 @@ def export_saved_model(
     check_int("top_k", top_k, minimum=1)
     top_k = min(top_k, classes)
     names = _check_class_names(class_names, classes)
-    if crop_fraction is not None and (
-        not isinstance(crop_fraction, (int, float))
-        or isinstance(crop_fraction, bool)
-        or not 0 < crop_fraction <= 1
-    ):
-        raise ValueError(f"`crop_fraction` must be None or in (0, 1], got {crop_fraction!r}.")
-    if not isinstance(overwrite, bool):
-        raise ValueError(f"`overwrite` must be True or False, got {overwrite!r}.")
+    crop_fraction = check_number(
+        "crop_fraction", crop_fraction, minimum=0, maximum=1, low_open=True, optional=True
+    )
+    overwrite = check_bool("overwrite", overwrite)
+    warmup = check_bool("warmup", warmup)
     if version is None:
         present = list_versions(base)
         version = present[-1] + 1 if present else 1

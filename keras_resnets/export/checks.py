@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import keras
 
 from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_resnets.utils import is_int, is_number
 
 __all__ = ["OUTPUTS", "PREPROCESSING", "model_preprocessing"]
 
@@ -53,18 +54,13 @@ def _resolve_preprocessing(preprocessing, channels: int) -> dict[str, object]:
             f"got {type(preprocessing).__name__}: {preprocessing!r}."
         )
     scale = spec["scale"]
-    if (
-        not isinstance(scale, (int, float))
-        or isinstance(scale, bool)
-        or not math.isfinite(scale)
-        or scale <= 0
-    ):
+    if not is_number(scale) or not math.isfinite(scale) or scale <= 0:
         raise ValueError(
             f"`preprocessing['scale']` must be a positive finite number, got {scale!r}."
         )
     for key in ("mean", "std"):
         value = spec[key]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if is_number(value):  # NumPy scalars too (is_number refuses bools)
             value = (float(value),)
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
             raise TypeError(
@@ -72,7 +68,7 @@ def _resolve_preprocessing(preprocessing, channels: int) -> dict[str, object]:
                 f"got {type(value).__name__}: {value!r}."
             )
         value = tuple(value)
-        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in value):
+        if any(not is_number(v) for v in value):
             raise TypeError(f"`preprocessing['{key}']` must hold numbers, got {value!r}.")
         value = tuple(float(v) for v in value)
         if not all(math.isfinite(v) for v in value):
@@ -183,17 +179,17 @@ def _resolve_size(model: keras.Model, input_size) -> tuple[int, int]:
                 "`input_size` (an int or (height, width)) to say what to resize to."
             )
         return model_size
-    if isinstance(input_size, int) and not isinstance(input_size, bool):
+    if is_int(input_size):  # NumPy integers too (is_int refuses bools)
         input_size = (input_size, input_size)
     if (
         not isinstance(input_size, Sequence)
         or len(input_size) != 2
-        or any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in input_size)
+        or any(not is_int(s) or s < 1 for s in input_size)
     ):
         raise ValueError(
             f"`input_size` must be None, a positive int or (height, width), got {input_size!r}."
         )
-    input_size = tuple(input_size)
+    input_size = tuple(int(s) for s in input_size)
     for want, have in zip(input_size, model_size, strict=True):
         if have is not None and have != want:
             raise ValueError(
