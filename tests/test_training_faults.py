@@ -256,6 +256,16 @@ def test_a_damaged_backup_is_named_and_resume_steps_back_one_save(
         np.testing.assert_array_equal(got, want)
     assert f"Resuming from the previous backup {restored} (step 1)" in capsys.readouterr().err
 
+    # Both damaged: the message says so and names no third file to fall back to.
+    _damage(cb.previous_backup(path), kind)
+    with pytest.raises(cb.CorruptBackup, match="Neither backup can be read") as caught:
+        cb.load_latest_state(path, tiny_model)
+    assert cb.previous_backup(path) in str(caught.value)
+    assert "prev.prev" not in str(caught.value)
+    assert str(caught.value).endswith(
+        "Start again with --overwrite or choose another --output-dir."
+    )
+
     os.remove(cb.previous_backup(path))
     with pytest.raises(cb.CorruptBackup, match=re.escape(f"Backup {path} is damaged")):
         cb.load_latest_state(path, tiny_model)

@@ -173,12 +173,14 @@ def save_state(
 
 
 def _damaged(path: str, reason: str) -> CorruptBackup:
-    return CorruptBackup(
+    error = CorruptBackup(
         f"Backup {path} is damaged and cannot be read ({reason}); it was truncated or "
         f"overwritten outside the trainer. --resume goes back to {previous_backup(path)} "
         "(one save earlier) when it exists; otherwise start again with --overwrite or "
         "choose another --output-dir."
     )
+    error.reason = reason
+    return error
 
 
 def _read_backup(path: str) -> tuple[dict, dict]:
@@ -290,7 +292,14 @@ def load_latest_state(path: str, model: keras.Model) -> tuple[dict, str]:
         if not os.path.exists(previous):
             raise
         problem = error if isinstance(error, CorruptBackup) else f"There is no {path}."
-    meta = load_state(previous, model)
+    try:
+        meta = load_state(previous, model)
+    except CorruptBackup as second:
+        raise CorruptBackup(
+            f"Neither backup can be read: {problem} And {previous} is damaged too "
+            f"({getattr(second, 'reason', second)}). Start again with "
+            "--overwrite or choose another --output-dir."
+        ) from second
     print(
         f"{problem}\nResuming from the previous backup {previous} (step {meta['step']}).",
         file=sys.stderr,
