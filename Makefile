@@ -38,12 +38,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format keras_resnets training tests benchmarks
 	$(VENV)/bin/ruff check --fix keras_resnets training tests benchmarks
 
-# The TensorFlow suite runs in TEST_WORKERS processes (pytest-xdist; one test
-# file per worker at a time, so module fixtures are built once); CI has 2 cores.
-TEST_WORKERS ?= 2
-
 test: $(STAMP) lint
-	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q --durations=15
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m multibackend -p no:cacheprovider
 	KERAS_BACKEND=torch $(PY) -m pytest -q -m multibackend -p no:cacheprovider
 

@@ -1,8 +1,7 @@
 """Shared fixtures.
 
-`built_model(name)` builds each registered model once per test session (per
-pytest-xdist worker: `make test` runs the files in two processes), so the
-largest ones (ResNet-1202, ResNet-152, ...) are built once in each process
+`built_model(name)` builds each registered model once per test session, so
+the largest ones (ResNet-1202, ResNet-152, ...) are built a single time
 however many tests use them.
 """
 
