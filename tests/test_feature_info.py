@@ -208,7 +208,18 @@ def test_every_registered_model_records_its_stages_and_the_helpers_work(name, tm
     check_helpers(model, size, stages)
     check_final_norm(model, stages)
     check_analysis(model, stages)
-    check_round_trip(model, tmp_path / f"{name}.keras", size)
+    # The `.keras` round trip of the registry's largest rows (ResNet-1202,
+    # PreActResNet-1001, ...: about 30 s each in CI) repeats, layer for layer,
+    # that of a smaller row of the same generic builder, which is checked; a
+    # builder whose rows are all large keeps it.
+    if not model_info(name).slow or model_info(name).generic not in _SMALL_ROW_BUILDERS:
+        check_round_trip(model, tmp_path / f"{name}.keras", size)
+
+
+#: Generic builders with at least one row the registry does not mark slow.
+_SMALL_ROW_BUILDERS = {
+    model_info(n).generic for n in keras_resnets.list_models() if not model_info(n).slow
+}
 
 
 @pytest.mark.parametrize("config", sorted(SMALL))
