@@ -29,8 +29,6 @@ import shutil
 import socket
 from collections.abc import Iterator
 
-from keras_resnets.utils import OutputDirectoryBusy, atomic_write_text, temporary_pattern
-
 __all__ = [
     "LOCK_FILE",
     "OUTPUTS",
@@ -101,6 +99,8 @@ def hold(output_dir: str) -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
+    from keras_resnets.utils import OutputDirectoryBusy, atomic_write_text
+
     os.makedirs(output_dir, exist_ok=True)
     lock_path = os.path.join(output_dir, LOCK_FILE)
     lock = FileLock(lock_path, timeout=0)
@@ -131,6 +131,7 @@ def remove_leftovers(output_dir: str) -> list[str]:
     are not leftovers.
     """
     from keras_resnets.export import temporary_patterns
+    from keras_resnets.utils import temporary_pattern
 
     patterns = [temporary_pattern(os.path.join(output_dir, name)) for name in _ATOMIC_FILES]
     patterns += temporary_patterns(os.path.join(output_dir, "saved_model"))
