@@ -197,6 +197,15 @@ def test_kill_in_the_epoch_backup_then_resume_export_once_and_overwrite(
     assert exports == [os.path.join(export_base, "1")]  # not exported a second time
     assert again["export_version_path"] == exports[0]
 
+    # A smaller budget than the backup's step is refused before anything is written.
+    config_before = open(os.path.join(output_dir, "config.yaml"), "rb").read()
+    with pytest.raises(
+        ValueError, match=r"--resume: the backup .* is at step 8, past this run's 4"
+    ):
+        run("digits_resnet20", output_dir=output_dir, overrides=TINY, resume=True,
+            **{**common, "epochs": 1})  # fmt: skip
+    assert open(os.path.join(output_dir, "config.yaml"), "rb").read() == config_before
+
     # --overwrite starts again there with none of the previous run's outputs.
     run("digits_resnet20", output_dir=output_dir, overrides=TINY, overwrite=True, **common)
     assert not os.path.exists(export_base)

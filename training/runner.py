@@ -173,6 +173,25 @@ def _one_run_per_directory(function):
     return wrapper
 
 
+def _check_resume_budget(backup_path: str, total_steps: int) -> None:
+    """Refuse `--resume` with a budget the backup is already past (before anything is written).
+
+    A damaged backup is left to `load_latest_state`, which falls back or names it.
+    """
+    from training import callbacks as cb
+
+    try:
+        step = int(cb.read_meta(backup_path)["step"])
+    except (OSError, KeyError, ValueError):
+        return
+    if step > total_steps:
+        raise ValueError(
+            f"--resume: the backup {backup_path} is at step {step}, past this run's "
+            f"{total_steps} steps: resume with the budget the run was started with "
+            "(its config.yaml), or start again with --overwrite or another --output-dir."
+        )
+
+
 @_one_run_per_directory
 def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags) -> dict:
     """Run a training like `python -m training.train` and return its results.
@@ -361,6 +380,8 @@ def run(recipe: str, *, output_dir: str, overrides: dict | None = None, **flags)
             "backend": backend,
         },
     }
+    if resume:
+        _check_resume_budget(backup_path, total_steps)
     if is_chief:
         os.makedirs(output_dir, exist_ok=True)
         atomic_write_text(os.path.join(output_dir, "config.yaml"), _dump_yaml(resolved))
