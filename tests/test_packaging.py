@@ -463,7 +463,9 @@ _BACKEND_CHECK = """
 import sys
 from training import cli, export, train, tune  # the commands that take --backend
 assert "keras" not in sys.modules, "importing a trainer command imported Keras"
-status = cli.main(["train", "--backend", "jax", "--recipe", "no_such_recipe"])
+# Typed flags and --set are parsed (with YAML) before the backend is chosen.
+argv = ["--backend", "jax", "--recipe", "no_such_recipe", "--epochs", "1", "--set", "train.seed=1"]
+status = cli.main(["train", *argv])
 assert status == 2, status  # the unknown recipe, reported after the backend was chosen
 import keras
 print(keras.backend.backend())

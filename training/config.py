@@ -34,11 +34,19 @@ import numpy as np
 
 
 def _yaml():
-    """PyYAML, imported on first use: importing the trainer must not import Keras
-    (through `keras_resnets`) before `--backend` has chosen the backend."""
-    from keras_resnets._optional import require
+    """PyYAML, imported on first use, and without importing `keras_resnets`.
 
-    return require("yaml", "The trainer's recipes (`training/`)")
+    The flags are parsed with it (their argparse types) before `--backend` has
+    chosen the backend, and `keras_resnets` imports Keras; only a missing
+    PyYAML goes through `keras_resnets._optional` for its message.
+    """
+    try:
+        import yaml
+    except ImportError:
+        from keras_resnets._optional import require
+
+        return require("yaml", "The trainer's recipes (`training/`)")
+    return yaml
 
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
