@@ -20,6 +20,7 @@ import numbers
 import os
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -290,6 +291,29 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def check_keras_file(what: str, path: str) -> str:
+    """Return `path` if it is a `.keras` archive Keras can open; else name it.
+
+    Keras's loader reports a truncated or corrupt archive as "File not
+    found"; the commands that load a user's `.keras` say what is wrong.
+
+    Args:
+        what: how the message names the file (`"model file"`, `"--model file"`).
+        path: the path given.
+
+    Raises:
+        ValueError: no such file (a usage error).
+        OSError: the file is not a zip archive (truncated, corrupt).
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} {path!r} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise OSError(
+            f"{what} {path!r} is not a .keras archive (truncated or corrupt?); save the model again"
+        )
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

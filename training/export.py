@@ -17,7 +17,6 @@ import math
 import os
 import re
 import sys
-import zipfile
 
 
 def _input_size(text: str):
@@ -148,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the export command; returns the exit status."""
     args = build_parser().parse_args(argv)
-    from keras_resnets.utils import cli_error
+    from keras_resnets.utils import check_keras_file, cli_error
 
     if not args.model.endswith(".keras"):
         return cli_error(f"--model must be a .keras file, got {args.model!r}")
@@ -167,13 +166,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras_resnets  # noqa: F401  (registers the custom layers)
 
-    if not zipfile.is_zipfile(args.model):  # Keras would say "File not found"
-        return cli_error(
-            OSError(
-                f"cannot load --model {args.model!r}: not a .keras archive (truncated or "
-                "corrupt?); save the model again"
-            )
-        )
+    try:
+        check_keras_file("--model file", args.model)
+    except OSError as error:
+        return cli_error(error)
     try:
         model = keras.models.load_model(args.model)
     except Exception as exc:  # noqa: BLE001 - any loading failure names the file

@@ -20,7 +20,6 @@ import os
 import platform
 import sys
 import time
-import zipfile
 from typing import Any
 
 from training import config as config_lib
@@ -112,13 +111,9 @@ def check_model(cfg: dict) -> None:
     """
     source = cfg["transfer"]["from"]
     if source is not None:
-        if not os.path.isfile(source):
-            raise ValueError(f"`transfer.from` (--transfer-from) file {source!r} does not exist.")
-        if not zipfile.is_zipfile(source):  # Keras would say "File not found"
-            raise OSError(
-                f"`transfer.from` (--transfer-from) file {source!r} is not a .keras archive "
-                "(truncated or corrupt?); save the model again."
-            )
+        from keras_resnets.utils import check_keras_file
+
+        check_keras_file("`transfer.from` (--transfer-from) file", source)
         return
     import keras_resnets
     from keras_resnets.models.application import check_options

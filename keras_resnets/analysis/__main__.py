@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zipfile
 
 from keras_resnets._optional import require
 from keras_resnets.analysis.report import add_common_arguments, print_table, write_outputs
-from keras_resnets.utils import cli_error, float_flag, int_flag
+from keras_resnets.utils import check_keras_file, cli_error, float_flag, int_flag
 
 #: The small-budget switch of `training.train` (`KERAS_RESNETS_SMOKE=1`).
 SMOKE_ENV = "KERAS_RESNETS_SMOKE"
@@ -117,13 +116,7 @@ def _load_or_train(args, name_or_path: str, data):
     import keras
 
     if name_or_path.endswith(".keras"):
-        if not os.path.isfile(name_or_path):
-            raise ValueError(f"model file {name_or_path!r} does not exist")
-        if not zipfile.is_zipfile(name_or_path):  # Keras would say "File not found"
-            raise OSError(
-                f"model file {name_or_path!r} is not a .keras archive (truncated or corrupt?); "
-                "save the model again"
-            )
+        check_keras_file("model file", name_or_path)
         import keras_resnets  # noqa: F401  (registers the custom layers)
 
         try:
