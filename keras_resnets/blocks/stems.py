@@ -14,7 +14,6 @@ import keras
 
 from keras_resnets.blocks.conv_bn import batch_norm, conv, kernel_initializer, relu
 
-
 STEMS = ("imagenet", "deep", "deep_tiered", "cifar")
 STEM_POOLS = ("max", "conv")
 
