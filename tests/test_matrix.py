@@ -70,6 +70,11 @@ class Row:
     builder: str  # a public builder of keras_resnets
     options: tuple  # builder options as (name, value) pairs
     drop_path: bool | tuple = True
+    also: tuple = ()  # other families whose block ideas this row combines
+
+    @property
+    def families(self) -> tuple:
+        return (self.family, *self.also)
 
     def kwargs(self, stochastic_depth: str = "off") -> dict:
         kwargs = dict(self.options)
@@ -122,6 +127,41 @@ def _rows() -> tuple[Row, ...]:
             for efficient in (False, True)
         ),
         Row("highway", "Highway", "CifarHighwayNet", (("depth", 5),), no_drop_path),
+        # The timm-era families are the ResNet body with block ideas; two rows
+        # combine them all (the ImageNet-style stems at 16x16 leave 4x4 to the stages).
+        Row(
+            "resnext_d_se",
+            "SE-ResNeXt",
+            "ResNeXt",
+            (
+                ("depths", (1, 1)),
+                ("widths", (8, 16)),
+                ("cardinality", 2),
+                ("base_width", 16),
+                ("stem", "deep_tiered"),
+                ("downsample", "avg"),
+                ("attention", "se"),
+            ),
+            also=("ResNet-D/T", "SE-ResNet"),
+        ),
+        Row(
+            "resnest_rs_eca",
+            "ResNeSt",
+            "ResNet",
+            (
+                ("depths", (1, 1)),
+                ("widths", (4, 8)),
+                ("block", "bottleneck"),
+                ("stem", "deep"),
+                ("stem_width", 4),
+                ("stem_pool", "conv"),
+                ("downsample", "avg"),
+                ("radix", 2),
+                ("avd", True),
+                ("attention", "eca"),
+            ),
+            also=("ResNet-RS", "ECA-ResNet"),
+        ),
     )
 
 
@@ -289,7 +329,7 @@ def test_every_registered_family_has_a_row():
     from keras_resnets import blocks, list_models, model_info
 
     families = {model_info(name).family for name in list_models()}
-    assert families == {row.family for row in ROWS}
+    assert families == {family for row in ROWS for family in row.families}
     resnet = {dict(row.options).get("shortcut") for row in ROWS if row.family == "ResNet v1"}
     assert resnet == set(blocks.SHORTCUTS)
     densenet = {dict(row.options)["memory_efficient"] for row in ROWS if row.family == "DenseNet"}
@@ -375,12 +415,15 @@ def test_transfer_helpers(cell, policy):
     model = _build(cell)
     x, _ = _data(BATCH)
     stages = keras_resnets.stage_outputs(model)
-    assert len(stages) == 3  # CIFAR models: three stages
+    # CIFAR rows: three stages at strides 1, 2, 4; the ImageNet-style stems' rows: 4, 8.
+    recorded = {e["name"]: e["reduction"] for e in model.feature_info if e["name"] != "stem"}
+    assert list(stages) == list(recorded) and len(stages) >= 2
     features = keras_resnets.feature_extractor(model)
     assert list(features.output) == list(stages)
     maps = features.predict(x, verbose=0)
     reductions = [SIZE // maps[name].shape[1] for name in stages]
-    assert reductions == [1, 2, 4]
+    assert reductions == list(recorded.values())
+    assert reductions in ([1, 2, 4], [4, 8])
 
     new = keras_resnets.replace_head(model, 5)
     _assert_policy(new, policy)
@@ -588,7 +631,8 @@ def rows_table() -> str:
             sd = "off, batch, sample"
         else:
             sd = f"off only; a rate is refused with `{row.drop_path[0].__name__}`"
-        lines.append(f"| `{row.key}` | {row.family} | `{row.builder}({call})` | {sd} |")
+        families = ", ".join(row.families)
+        lines.append(f"| `{row.key}` | {families} | `{row.builder}({call})` | {sd} |")
     return "\n".join(lines)
 
 

@@ -209,6 +209,11 @@ def test_rows_keep_timms_input_sizes():
             ValueError,
             "`stem_width`",
         ),
+        (
+            lambda: keras_resnets.ResNet((1, 1), widths=(4, 8), stem="deep_tiered"),
+            ValueError,
+            r"gives stem convolutions of \(0, 2, 4\) channels; pass a `stem_width` of at least 4",
+        ),
     ],
 )
 def test_bad_combinations_name_the_argument(call, error, match):

@@ -191,7 +191,7 @@ def resnet_spec(
         widths = tuple(first * 2**index for index in range(len(depths)))
     widths = _check_sizes("widths", widths, len(depths))
     imagenet = stem != "cifar"
-    return ResNetSpec(
+    spec = ResNetSpec(
         block=block,
         depths=depths,
         widths=widths,
@@ -212,6 +212,7 @@ def resnet_spec(
         radix=check_int("radix", radix, 0),
         avd=check_bool("avd", avd),
     )
+    return _check_stem(spec)
 
 
 def cifar_spec(
@@ -350,6 +351,18 @@ def _with_tricks(spec: ResNetSpec, **tricks) -> ResNetSpec:
     spec = dataclasses.replace(spec, **tricks)
     if spec.attention != "se" and spec.attention_ratio is not None:
         spec = dataclasses.replace(spec, attention_ratio=None)
+    return _check_stem(spec)
+
+
+def _check_stem(spec: ResNetSpec) -> ResNetSpec:
+    """Refuse a stem with a convolution of no channels (a tiered stem of width < 4)."""
+    widths = spec.stem_widths()
+    if min(widths) < 1:
+        raise ValueError(
+            f"`stem={spec.stem!r}` with `stem_width`={spec.stem_width!r} (first stage width "
+            f"{spec.widths[0]}) gives stem convolutions of {widths} channels; pass a "
+            "`stem_width` of at least 4."
+        )
     return spec
 
 
