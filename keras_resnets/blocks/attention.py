@@ -24,22 +24,11 @@ import math
 
 import keras
 
+from keras_resnets.layers.split_attention import make_divisible
+
 ATTENTIONS = (None, "se", "eca")
 SE_RATIO = 1.0 / 16
 SE_DIVISOR = 8
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None, round_limit=0.9):
-    """`value` rounded to the nearest multiple of `divisor` (timm's `make_divisible`).
-
-    Never below `min_value` (default `divisor`); one `divisor` more where
-    rounding down lost more than `1 - round_limit` of `value`.
-    """
-    min_value = min_value or divisor
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < round_limit * value:
-        rounded += divisor
-    return rounded
 
 
 def reduction_channels(channels: int, ratio: float = SE_RATIO) -> int:
