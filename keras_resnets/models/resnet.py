@@ -408,7 +408,7 @@ def build_resnet(
     tricks = {key: value for key, value in (("stem", stem), ("downsample", downsample)) if value}
     if attention is not _FROM_SPEC:
         tricks["attention"] = attention
-    spec = _with_tricks(spec, **tricks)
+    row_spec, spec = spec, _with_tricks(spec, **tricks)
     zero_init_residual = check_bool("zero_init_residual", zero_init_residual)
     shortcut = spec.shortcut if shortcut is None else shortcut
     unit = spec.unit if unit is None else unit
@@ -450,9 +450,6 @@ def build_resnet(
     weights = application.get("weights")
     pretrained = isinstance(weights, str) and weights in available_weights(model_name)
     if pretrained:
-        from keras_resnets.models.registry import model_info
-
-        info_spec = model_info(model_name).spec
         _check_pretrained_options(
             model_name,
             weights,
@@ -461,9 +458,9 @@ def build_resnet(
             unit=(unit, spec.unit),
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
-            stem=(spec.stem, info_spec.stem),
-            downsample=(spec.downsample, info_spec.downsample),
-            attention=(spec.attention, info_spec.attention),
+            stem=(spec.stem, row_spec.stem),
+            downsample=(spec.downsample, row_spec.downsample),
+            attention=(spec.attention, row_spec.attention),
         )
     # Weights stored in the other nesting (pretrained ones are flat) load
     # through a network of their own layout, copied by name.
@@ -547,6 +544,7 @@ _STRIDE_DOC = """    stride_in_1x1: put each stage's stride on the first 1x1 con
 """
 
 
+_SPLIT_UNIT_NOTE = "Split attention (ResNeSt) is built into the original unit only."
 _PLAIN_VARIANT_NOTE = "A shortcut variant needs a residual network: a plain one has no shortcuts."
 
 
@@ -562,7 +560,9 @@ def resnet_options(spec: ResNetSpec) -> dict[str, Option]:
     residual = spec.residual
     options = {
         "shortcut": Option(spec.shortcut, blocks.SHORTCUTS, blocks.SHORTCUTS if residual else ()),
-        "unit": Option(spec.unit, blocks.UNITS, blocks.UNITS),
+        "unit": Option("original", ("original",), note=_SPLIT_UNIT_NOTE)
+        if spec.radix
+        else Option(spec.unit, blocks.UNITS, blocks.UNITS),
         "shortcut_variant": Option("identity", blocks.SHORTCUT_VARIANTS, blocks.ADDITIVE_VARIANTS)
         if residual
         else Option("identity", ("identity",), note=_PLAIN_VARIANT_NOTE),
