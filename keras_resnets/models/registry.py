@@ -410,15 +410,18 @@ def get_model(name: str, **kwargs) -> keras.Model:
 
 
 def model_table() -> str:
-    """The model zoo as a Markdown table (name, family, params, input, paper)."""
+    """The model zoo as a Markdown table (name, family, params, input, paper).
+
+    The input column gives the default size and, where larger, the size the
+    model is evaluated at (`test_input_size`).
+    """
     lines = [
         "| model | family | trainable params | input | paper |",
         "|---|---|---:|---|---|",
     ]
     for name in list_models():
         info = _REGISTRY[name]
-        size = info.input_size
-        lines.append(
-            f"| `{name}` | {info.family} | {info.num_params:,} | {size}x{size}x3 | {info.paper} |"
-        )
+        size, test = info.input_size, info.test_input_size
+        shape = f"{size}x{size}x3" + (f" (test {test})" if test and test != size else "")
+        lines.append(f"| `{name}` | {info.family} | {info.num_params:,} | {shape} | {info.paper} |")
     return "\n".join(lines)

@@ -392,10 +392,10 @@ def build_resnet(
     `implementation` for grouped bottlenecks). `stem`, `downsample` and
     `attention` replace the spec's (their defaults).
     """
-    tricks = {"stem": stem, "downsample": downsample}
+    tricks = {key: value for key, value in (("stem", stem), ("downsample", downsample)) if value}
     if attention is not _FROM_SPEC:
         tricks["attention"] = attention
-    spec = _with_tricks(spec, **{key: value for key, value in tricks.items() if value is not None})
+    spec = _with_tricks(spec, **tricks)
     zero_init_residual = check_bool("zero_init_residual", zero_init_residual)
     shortcut = spec.shortcut if shortcut is None else shortcut
     unit = spec.unit if unit is None else unit
@@ -407,6 +407,11 @@ def build_resnet(
             "`downsample='avg'` changes the projection shortcuts; with basic blocks and "
             "`shortcut='zero_pad'` (option A) this network has none. Use "
             "shortcut='projection'."
+        )
+    if not spec.residual and (spec.downsample != "conv" or zero_init_residual):
+        raise ValueError(
+            f"{_PLAIN_TRICKS_NOTE} Got downsample={spec.downsample!r}, "
+            f"zero_init_residual={zero_init_residual!r}."
         )
     schedule = stochastic_depth_schedule(
         sum(spec.depths),
@@ -565,9 +570,17 @@ def trick_options(spec: ResNetSpec) -> dict[str, Option]:
     if spec.imagenet:
         stems = tuple(stem for stem in blocks.STEMS if stem != "cifar")
         options["stem"] = Option(spec.stem, stems, stems)
-    options["downsample"] = Option(spec.downsample, blocks.DOWNSAMPLES, blocks.DOWNSAMPLES)
+    if not spec.residual:
+        options["downsample"] = Option("conv", ("conv",), note=_PLAIN_TRICKS_NOTE)
+    else:
+        # Option A with basic blocks has no projection for "avg" to change: not searched.
+        projections = spec.block == "bottleneck" or spec.shortcut != "zero_pad"
+        search = blocks.DOWNSAMPLES if projections else ()
+        options["downsample"] = Option(spec.downsample, blocks.DOWNSAMPLES, search)
     options["attention"] = Option(spec.attention, blocks.ATTENTIONS, blocks.ATTENTIONS)
-    if "bn" in blocks.ORDERINGS[spec.unit].after_last:
+    if not spec.residual:
+        options["zero_init_residual"] = Option(False, (False,), note=_PLAIN_TRICKS_NOTE)
+    elif "bn" in blocks.ORDERINGS[spec.unit].after_last:
         options["zero_init_residual"] = Option(False, (False, True), kind=bool)
     else:
         options["zero_init_residual"] = Option(False, (False,), note=_ZERO_INIT_NOTE)
@@ -575,6 +588,10 @@ def trick_options(spec: ResNetSpec) -> dict[str, Option]:
 
 
 _ZERO_INIT_NOTE = "A pre-activation branch ends in a convolution, not in BatchNormalization."
+_PLAIN_TRICKS_NOTE = (
+    "A plain network has no shortcuts: no projection for `downsample` to change, and "
+    "`zero_init_residual` would zero its only path."
+)
 
 
 def resnet_options_doc(spec: ResNetSpec) -> str:
