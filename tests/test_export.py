@@ -152,7 +152,20 @@ def custom_layer_models() -> list[keras.Model]:
         keras_resnets.CifarDenseNet(depth=10, growth_rate=4),  # DenseBlock
         keras_resnets.CifarResNeXt(depth=11, cardinality=4, base_width=4),  # GroupedConv2D
         keras_resnets.CifarResNet(8, drop_path_rate=0.5),  # StochasticDepth
+        _split_attention_model(),  # SplitAttention
     ]
+
+
+def _split_attention_model() -> keras.Model:
+    """A small classifier around one strided, grouped `SplitAttention` (ResNeSt's layer)."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stem_conv")(inputs)
+    x = keras_resnets.layers.SplitAttention(
+        8, strides=2, radix=2, cardinality=2, name="stage2_block1_conv2"
+    )(x)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    outputs = keras.layers.Dense(10, activation="softmax", name="head_fc")(x)
+    return keras.Model(inputs, outputs, name="split_attention")
 
 
 def _layer_classes(model: keras.Model) -> set[type]:
