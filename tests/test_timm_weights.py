@@ -87,13 +87,16 @@ def test_converted_outputs_match_timm(name):
 
 
 @pytest.mark.multibackend
-def test_split_attention_converts_on_every_backend():
-    """The nested SplitAttention sub-layers are found on each backend (PyTorch walks modules).
+def test_split_attention_converts_on_pytorch_too():
+    """The nested SplitAttention sub-layers are found on PyTorch too (the walk uses its modules).
 
     Loading fills every weight and uses every tensor or raises; the outputs
-    are compared on TensorFlow above (a forward pass under eager JAX takes
-    about 20 seconds).
+    are compared on TensorFlow above. JAX walks layers as TensorFlow does
+    (`keras_resnets.utils.sublayers`), and building the model there takes
+    about 18 seconds, so it is skipped.
     """
+    if keras.backend.backend() == "jax":
+        pytest.skip("JAX walks sub-layers as TensorFlow does; building takes ~18 s there")
     model = small_model("resnest_d")
     load_torch_checkpoint(model, fixture_path("resnest_d"))
     state = read_torch_checkpoint(fixture_path("resnest_d"))
