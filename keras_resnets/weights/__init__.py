@@ -10,8 +10,9 @@ another network. `copy_weights_by_name` copies weights between a flat model
 and its stochastic-depth twin (whose blocks nest their branches);
 `build_in_stored_layout` is how the builders load weights stored in the
 other nesting (pretrained ones, files saved with or without stochastic
-depth). `load_torch_checkpoint(model, path)` converts a torchvision/timm
-PyTorch checkpoint (`.safetensors`, or `.pth` with PyTorch installed);
+depth). `load_torch_checkpoint(model, path, layout=None)` converts a
+torchvision or timm PyTorch checkpoint (`.safetensors`, or `.pth` with
+PyTorch installed; the layout detected from the keys or named);
 `keras_resnets.weights.pretrained` holds the registry of published ImageNet
 checkpoints behind `weights="imagenet"`.
 """

@@ -1,4 +1,4 @@
-"""Loading PyTorch checkpoints (torchvision / timm layout) into Keras models.
+"""Loading PyTorch checkpoints (torchvision / timm layouts) into Keras models.
 
 `.safetensors` files are read with the `safetensors` package's numpy API, so
 no PyTorch is needed; `.pth` / `.pt` state dicts need PyTorch. Every Keras
@@ -25,6 +25,7 @@ CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt")
 # Keras variable attribute -> PyTorch tensor suffix, per kind.
 _VARIABLES = {
     "conv": (("kernel", "weight"), ("bias", "bias")),
+    "conv1d": (("kernel", "weight"), ("bias", "bias")),
     "bn": (
         ("gamma", "weight"),
         ("beta", "bias"),
@@ -35,6 +36,7 @@ _VARIABLES = {
 }
 _LAYER_CLASSES = {
     "conv": ("Conv2D", "GroupedConv2D"),
+    "conv1d": ("Conv1D",),
     "bn": ("BatchNormalization",),
     "dense": ("Dense",),
 }
@@ -116,14 +118,14 @@ def read_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _read_pth(path)
 
 
-def _weighted_layers(model: keras.Model):
-    """The layers that own weights, nested ones included (DenseBlock's sub-layers)."""
+def _leaf_layers(model: keras.Model):
+    """The layers without sub-layers, nested ones included (DenseBlock's, SplitAttention's)."""
     found, seen = [], set()
 
     def visit(layer):
         children = sublayers(layer)
         if not children:
-            if layer.weights and id(layer) not in seen:
+            if id(layer) not in seen:
                 seen.add(id(layer))
                 found.append(layer)
             return
@@ -151,10 +153,34 @@ def _check_tensor(source: str, key: str, tensor) -> None:
         )
 
 
+def check_layout(layout) -> str | None:
+    """`layout` as given, after checking it is None or one of `tables.LAYOUTS`."""
+    if layout is None:
+        return None
+    if not isinstance(layout, str):
+        raise TypeError(
+            f"`layout` must be None (detect it from the keys) or one of {tables.LAYOUTS}, "
+            f"got {layout!r} of type {type(layout).__name__}."
+        )
+    if layout not in tables.LAYOUTS:
+        raise ValueError(
+            f"`layout` must be None (detect it from the keys) or one of {tables.LAYOUTS}, "
+            f"got {layout!r}."
+        )
+    return layout
+
+
 def plan_assignments(
-    model: keras.Model, state: dict[str, np.ndarray], source: str
+    model: keras.Model, state: dict[str, np.ndarray], source: str, layout: str | None = None
 ) -> list[tuple[keras.Variable, np.ndarray]]:
     """Match every Keras weight of `model` to a tensor of `state`.
+
+    Args:
+        model: the model to fill.
+        state: `{tensor name: array}` of the checkpoint.
+        source: the checkpoint's name, for messages.
+        layout: `"torchvision"`, `"timm"` or None (`tables.detect_layout` of
+            the keys).
 
     Returns:
         `(variable, value)` pairs, values already transformed to Keras layout.
@@ -164,13 +190,17 @@ def plan_assignments(
             tensor missing, of the wrong shape, not floating point or holding
             NaN or infinite values, or the first tensor left unused.
     """
-    layers = _weighted_layers(model)
-    table, unmatched = tables.table_for([layer.name for layer in layers])
+    layout = check_layout(layout) or tables.detect_layout(state)
+    leaves = _leaf_layers(model)
+    layers = [layer for layer in leaves if layer.weights]
+    # downsample="avg" puts a pool named {unit}_shortcut_pool before each strided shortcut.
+    avg_down = any(layer.name.endswith("_shortcut_pool") for layer in leaves)
+    table, unmatched = tables.table_for([layer.name for layer in layers], layout, avg_down)
     if unmatched:
         raise ValueError(
             f"Model {model.name!r} has layer {unmatched[0]!r}, which the {table.family} "
-            f"conversion table does not name ({len(unmatched)} such layers in all); "
-            f"the checkpoint {source!r} cannot be converted into it."
+            f"conversion table ({layout} layout) does not name ({len(unmatched)} such layers "
+            f"in all); the checkpoint {source!r} cannot be converted into it."
         )
     if table.rename is not None:
         state = {table.rename(key): value for key, value in state.items()}
@@ -226,37 +256,52 @@ def plan_assignments(
     return plan
 
 
-def load_torch_checkpoint(model: keras.Model, path: str | os.PathLike) -> None:
+def load_torch_checkpoint(
+    model: keras.Model, path: str | os.PathLike, layout: str | None = None
+) -> None:
     """Load a torchvision/timm PyTorch checkpoint into a model of this package.
 
     The tensors are found by name through the family's name table
     (`keras_resnets.weights.tables`) and transformed to Keras layouts
-    (convolution kernels OIHW -> HWIO, grouped kernels likewise, dense kernels
-    transposed, BatchNormalization running statistics to moving mean and
-    variance). Every Keras weight must be filled and every tensor used (the
+    (convolution kernels OIHW -> HWIO, grouped kernels likewise, ECA's Conv1d
+    kernels `(1, 1, k)` -> `(k, 1, 1)`, dense kernels transposed,
+    BatchNormalization running statistics to moving mean and variance).
+    Every Keras weight must be filled and every tensor used (the
     classifier's are skipped when the model has no top); otherwise nothing is
     changed and a `ValueError` names the first mismatch.
 
     Args:
         model: a model of this package in the ImageNet layout (ResNet v1,
-            ResNeXt, Wide ResNet, DenseNet), any input size, with or without
-            its top.
+            ResNeXt, Wide ResNet, DenseNet, and issue 18's ResNet-D/T,
+            SE-ResNet(Xt), ECA-ResNet, ResNet-RS, ResNeSt), any input size,
+            with or without its top.
         path: a `.safetensors` file (no PyTorch needed) or a `.pth`/`.pt`
             state dict (needs PyTorch).
+        layout: the tensor names: `"torchvision"` (torchvision's modules;
+            also timm's plain `resnet*`/`resnext*`/`wide_resnet*`/
+            `densenet*`), `"timm"` (timm's `ResNet` with deep stems,
+            average-pool shortcuts, SE/ECA, split attention; a superset of
+            the first for ResNets) or None (default: detected from the keys,
+            `tables.detect_layout`).
 
     Raises:
-        TypeError: `model` is not a `keras.Model` or `path` not a path.
-        ValueError: the file is missing or unreadable, does not match the
-            model (the message names the first layer or tensor that differs),
-            or a tensor is not floating point or not finite (naming it).
+        TypeError: `model` is not a `keras.Model`, `path` not a path, or
+            `layout` not a string.
+        ValueError: `layout` is not None, `"torchvision"` or `"timm"`; the
+            file is missing or unreadable, does not match the model (the
+            message names the first layer or tensor that differs), or a
+            tensor is not floating point or not finite (naming it).
         ImportError: a `.pth`/`.pt` file and PyTorch is not installed.
 
     Example:
         >>> model = keras_resnets.ResNet50()
         >>> load_torch_checkpoint(model, "resnet50.tv_in1k.safetensors")  # doctest: +SKIP
+        >>> model = keras_resnets.ResNet50D()
+        >>> load_torch_checkpoint(model, "resnet50d.ra2_in1k.safetensors")  # doctest: +SKIP
     """
     check_model(model)
     source = check_path("path", path)
+    layout = check_layout(layout)
     state = read_torch_checkpoint(source)
-    for variable, value in plan_assignments(model, state, source):
+    for variable, value in plan_assignments(model, state, source, layout):
         variable.assign(value.astype(variable.dtype))
