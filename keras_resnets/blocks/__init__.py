@@ -12,10 +12,19 @@ name and features can be taken by name.
 - `units`: the five unit orderings (one table, `ORDERINGS`), basic and
   bottleneck blocks, `UnitConfig`;
 - `resnext`: the ResNeXt forms "a"/"b" and `copy_form_weights`;
-- `stems`: the ImageNet and CIFAR stems;
+- `stems`: the ImageNet (7x7 and deep) and CIFAR stems;
+- `attention`: Squeeze-and-Excitation and ECA at the end of a branch;
 - `highway`: the highway layer.
 """
 
+from keras_resnets.blocks.attention import (
+    ATTENTIONS,
+    channel_attention,
+    eca_kernel_size,
+    efficient_channel_attention,
+    reduction_channels,
+    squeeze_excite,
+)
 from keras_resnets.blocks.conv_bn import (
     BN_EPSILON,
     BN_MOMENTUM,
@@ -28,6 +37,7 @@ from keras_resnets.blocks.highway import highway_layer
 from keras_resnets.blocks.resnext import FORMS, copy_form_weights, path_branch
 from keras_resnets.blocks.shortcuts import (
     ADDITIVE_VARIANTS,
+    DOWNSAMPLES,
     GATE_BIAS,
     SHORTCUT_DROPOUT,
     SHORTCUT_VARIANTS,
@@ -37,7 +47,15 @@ from keras_resnets.blocks.shortcuts import (
     shortcut_path,
     shortcut_type,
 )
-from keras_resnets.blocks.stems import cifar_stem, imagenet_stem
+from keras_resnets.blocks.stems import (
+    STEM_POOLS,
+    STEMS,
+    cifar_stem,
+    deep_stem,
+    imagenet_stem,
+    stem_pool,
+    stem_widths,
+)
 from keras_resnets.blocks.units import (
     ORDERINGS,
     PREACT_UNITS,
@@ -54,6 +72,18 @@ from keras_resnets.blocks.units import (
 
 __all__ = [
     "ADDITIVE_VARIANTS",
+    "ATTENTIONS",
+    "DOWNSAMPLES",
+    "STEMS",
+    "STEM_POOLS",
+    "channel_attention",
+    "deep_stem",
+    "eca_kernel_size",
+    "efficient_channel_attention",
+    "reduction_channels",
+    "squeeze_excite",
+    "stem_pool",
+    "stem_widths",
     "BN_EPSILON",
     "BN_MOMENTUM",
     "FORMS",

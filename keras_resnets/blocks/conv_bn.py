@@ -71,9 +71,18 @@ def conv(
     return keras.layers.Conv2D(filters, kernel_size, **options)(x)
 
 
-def batch_norm(x, *, name: str):
-    """BatchNormalization with PyTorch's epsilon (1e-5) and momentum (0.1, Keras's 0.9)."""
-    return keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)(x)
+def batch_norm(x, *, name: str, zero_gamma: bool = False):
+    """BatchNormalization with PyTorch's epsilon (1e-5) and momentum (0.1, Keras's 0.9).
+
+    `zero_gamma=True` initialises gamma to 0 (the last BN of a residual
+    branch under `zero_init_residual`).
+    """
+    return keras.layers.BatchNormalization(
+        epsilon=BN_EPSILON,
+        momentum=BN_MOMENTUM,
+        gamma_initializer="zeros" if zero_gamma else "ones",
+        name=name,
+    )(x)
 
 
 def relu(x, *, name: str):

@@ -31,6 +31,10 @@ SHORTCUT_VARIANTS = (
 # Shortcut variants whose merge is a plain addition: the ones stochastic
 # depth can gate (a dropped block passes the shortcut alone).
 ADDITIVE_VARIANTS = ("identity", "conv_shortcut", "dropout_shortcut")
+# How a projection shortcut reduces the resolution: a strided 1x1 convolution
+# (He et al. 2015) or ResNet-D's 2x2 average pool before a stride-1 one (He et
+# al. 2019), which reads every input position instead of one in four.
+DOWNSAMPLES = ("conv", "avg")
 GATE_BIAS = -6.0
 SHORTCUT_DROPOUT = 0.5
 
@@ -61,6 +65,7 @@ def shortcut_path(
     shortcut_type: str,
     variant: str = "identity",
     normalize: bool = True,
+    downsample: str = "conv",
 ):
     """The shortcut h(x) of a unit with `channels` output channels.
 
@@ -75,6 +80,11 @@ def shortcut_path(
     and a 0.5 scale (`{name}_shortcut_scale`): Keras's dropout rescales by
     1/(1 - p) in training, and the paper's dropout shortcut is
     "statistically a scale of 0.5" (mask in training, 0.5 at inference).
+
+    With `downsample="avg"` (ResNet-D) a strided projection is a 2x2/2
+    average pool `{name}_shortcut_pool` (ceil mode, padding not counted, as
+    timm's `AvgPool2d(2, 2, ceil_mode=True, count_include_pad=False)`) and a
+    stride-1 1x1 convolution.
     """
     if variant == "conv_shortcut":
         return keras.layers.Conv2D(
@@ -88,6 +98,11 @@ def shortcut_path(
     if shortcut_type == "zero_pad":
         x = ZeroPadShortcut(channels, strides, name=f"{name}_shortcut")(x)
     elif shortcut_type == "projection":
+        if downsample == "avg" and strides > 1:
+            x = keras.layers.AveragePooling2D(
+                2, strides=strides, padding="same", name=f"{name}_shortcut_pool"
+            )(x)
+            strides = 1
         x = conv(x, channels, 1, strides=strides, name=f"{name}_shortcut")
         if normalize:
             x = batch_norm(x, name=f"{name}_shortcut_bn")

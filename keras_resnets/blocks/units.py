@@ -20,6 +20,7 @@ from collections.abc import Callable
 import keras
 
 from keras_resnets.blocks import shortcuts
+from keras_resnets.blocks.attention import ATTENTIONS, channel_attention
 from keras_resnets.blocks.conv_bn import batch_norm, conv, relu
 from keras_resnets.blocks.resnext import FORMS, path_branch
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
@@ -80,6 +81,18 @@ class UnitConfig:
             convolutions (one of its `IMPLEMENTATIONS`).
         dropout_rate: dropout before the branch's last convolution
             (`{name}_dropout`; Wide ResNets); 0 for none.
+        downsample: how a strided projection shortcut reduces the
+            resolution, `"conv"` or `"avg"` (ResNet-D; `shortcuts.DOWNSAMPLES`).
+        attention: channel attention at the end of the branch: None,
+            `"se"` or `"eca"` (`blocks.attention`).
+        attention_ratio: the SE reduction ratio (None: 1/16).
+        radix: 0 for a plain 3x3 convolution in a bottleneck; >= 1 makes it
+            a `SplitAttention` layer of that radix (ResNeSt).
+        avd: ResNeSt's "average downsampling": the 3x3 convolution keeps
+            stride 1 and a 3x3/2 average pool follows it (`{name}_avd`).
+        zero_init_residual: the branch's last BatchNormalization starts
+            with gamma 0, so each unit starts as its shortcut (He et al.
+            2019; Goyal et al. 2017); needs a unit whose branch ends in BN.
 
     Raises:
         ValueError: a field outside its allowed values (the message names it).
@@ -97,6 +110,12 @@ class UnitConfig:
     form: str = "c"
     implementation: str = "auto"
     dropout_rate: float = 0.0
+    downsample: str = "conv"
+    attention: str | None = None
+    attention_ratio: float | None = None
+    radix: int = 0
+    avd: bool = False
+    zero_init_residual: bool = False
 
     def __post_init__(self):
         check_choice("block", self.block, ("basic", "bottleneck"))
@@ -106,6 +125,27 @@ class UnitConfig:
         check_choice("form", self.form, FORMS)
         check_choice("implementation", self.implementation, IMPLEMENTATIONS)
         check_fraction("dropout_rate", self.dropout_rate, low=0.0, high=1.0)
+        check_choice("downsample", self.downsample, shortcuts.DOWNSAMPLES)
+        check_choice("attention", self.attention, ATTENTIONS)
+        if self.zero_init_residual and "bn" not in ORDERINGS[self.unit].after_last:
+            raise ValueError(
+                f"`zero_init_residual=True` zeroes the last BatchNormalization of each branch; "
+                f"`unit`={self.unit!r} ends its branch without one. Use a unit whose branch "
+                f"ends in BN ({', '.join(repr(u) for u in UNITS if 'bn' in ORDERINGS[u].after_last)})."
+            )
+        if self.radix and (self.block != "bottleneck" or self.unit != "original"):
+            raise ValueError(
+                f"`radix`={self.radix} (split attention, ResNeSt) replaces the 3x3 convolution "
+                "of a bottleneck with `unit='original'`; got "
+                f"block={self.block!r}, unit={self.unit!r}."
+            )
+        if self.zero_init_residual and self.separate_paths:
+            raise ValueError(
+                f"`zero_init_residual=True` needs `form='c'`; form {self.form!r} ends its "
+                "branch in the paths' own layers."
+            )
+        if self.radix and self.separate_paths:
+            raise ValueError(f"`radix`={self.radix} needs `form='c'`, got {self.form!r}.")
         if self.separate_paths and self.unit != "original":
             raise ValueError(
                 f"`form`={self.form!r} (separate paths) is built for `unit='original'` only, "
@@ -130,9 +170,37 @@ class UnitConfig:
         return [(width, 1, s1, 1), (width, 3, s3, self.groups), (out, 1, 1, 1)]
 
 
-def _apply(x, layers: tuple[str, ...], *, name: str, suffix: str):
+def _apply(x, layers: tuple[str, ...], *, name: str, suffix: str, zero_gamma: bool = False):
     for layer in layers:
-        x = (batch_norm if layer == "bn" else relu)(x, name=f"{name}_{layer}{suffix}")
+        if layer == "bn":
+            x = batch_norm(x, name=f"{name}_bn{suffix}", zero_gamma=zero_gamma)
+        else:
+            x = relu(x, name=f"{name}_relu{suffix}")
+    return x
+
+
+def _split_attention(x, channels: int, strides: int, groups: int, *, config, name: str):
+    """ResNeSt's 3x3 stage: a `SplitAttention` layer `{name}_conv2`, then the avd pool.
+
+    With `avd` the convolution keeps stride 1 and a 3x3/2 average pool
+    (zero padding 1, counted in the mean: torch's `AvgPool2d(3, 2, 1)`)
+    reduces the resolution after it.
+    """
+    from keras_resnets.layers.split_attention import SplitAttention
+
+    pooled = config.avd and strides > 1
+    x = SplitAttention(
+        channels,
+        3,
+        strides=1 if pooled else strides,
+        radix=config.radix,
+        cardinality=groups,
+        implementation=config.implementation,
+        name=f"{name}_conv2",
+    )(x)
+    if pooled:
+        x = keras.layers.ZeroPadding2D(1, name=f"{name}_avd_pad")(x)
+        x = keras.layers.AveragePooling2D(3, strides=strides, name=f"{name}_avd")(x)
     return x
 
 
@@ -190,6 +258,10 @@ def unit_branch(
     plan = config.convolutions(filters, width, strides)
 
     def branch(x):
+        x = _branch_layers(x)
+        return channel_attention(x, config.attention, ratio=config.attention_ratio, name=name)
+
+    def _branch_layers(x):
         if config.separate_paths:
             return path_branch(
                 x,
@@ -207,6 +279,9 @@ def unit_branch(
                 x = _apply(x, order.before, name=name, suffix=str(index))
             if last and config.dropout_rate:
                 x = keras.layers.Dropout(config.dropout_rate, name=f"{name}_dropout")(x)
+            if config.radix and kernel == 3:
+                x = _split_attention(x, channels, stride, groups, config=config, name=name)
+                continue
             x = conv(
                 x,
                 channels,
@@ -216,7 +291,9 @@ def unit_branch(
                 implementation=config.implementation,
                 name=f"{name}_conv{index}",
             )
-            x = _apply(x, order.after_last if last else order.after, name=name, suffix=str(index))
+            layers = order.after_last if last else order.after
+            zero = last and config.zero_init_residual
+            x = _apply(x, layers, name=name, suffix=str(index), zero_gamma=zero)
         return x
 
     return branch
@@ -271,6 +348,7 @@ def residual_sum(
             shortcut_type=short_type,
             variant=config.shortcut_variant,
             normalize=not is_preact,
+            downsample=config.downsample,
         )
 
     if stochastic_depth is not None:

@@ -39,13 +39,13 @@ STOCHASTIC_DEPTH_OPTIONS = (
     "stochastic_depth_scale",
     "stochastic_depth_seed",
 )
-STOCHASTIC_DEPTH_DOC = """    drop_path_rate: stochastic depth (Huang et al. 2016), 1 - p_L in [0, 1):
+_STOCHASTIC_DEPTH_TEMPLATE = """    drop_path_rate: stochastic depth (Huang et al. 2016), 1 - p_L in [0, 1):
         block l of the network's L blocks is dropped in training with
         probability (l / L) * drop_path_rate. 0 (default) turns it off and
         keeps the graph flat; the paper uses 0.5. See docs/stochastic_depth.md.
-    stochastic_depth_mode: `"batch"` (default; the paper: one draw per
-        mini-batch, a dropped block's branch is skipped, not computed) or
-        `"sample"` (per-example drop path, as timm).
+    stochastic_depth_mode: `"batch"` (the paper: one draw per mini-batch,
+        a dropped block's branch is skipped, not computed) or `"sample"`
+        (per-example drop path, as timm). Default `"{mode}"`.
     stochastic_depth_scale: `"test"` (multiply each residual by its survival
         probability at inference, the paper), `"train"` (divide by it in
         training, timm) or None (default: `"test"` for `"batch"`, `"train"`
@@ -53,6 +53,9 @@ STOCHASTIC_DEPTH_DOC = """    drop_path_rate: stochastic depth (Huang et al. 201
     stochastic_depth_seed: None, or an integer seed so that the drops repeat
         exactly from run to run.
 """
+STOCHASTIC_DEPTH_DOC = _STOCHASTIC_DEPTH_TEMPLATE.replace("{mode}", "batch")
+# The timm-era families (ResNet-D/T, SE, ECA, ResNet-RS, ResNeSt) drop per sample.
+SAMPLE_STOCHASTIC_DEPTH_DOC = _STOCHASTIC_DEPTH_TEMPLATE.replace("{mode}", "sample")
 
 __all__ = [
     "MODES",

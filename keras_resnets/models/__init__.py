@@ -11,7 +11,7 @@ import importlib
 from keras_resnets.models.registry import get_model, list_models, model_info, model_table
 
 #: The family modules, in registration order.
-FAMILIES = ("resnet", "preact", "highway", "densenet", "resnext", "wide_resnet")
+FAMILIES = ("resnet", "preact", "highway", "densenet", "resnext", "wide_resnet", "variants")
 
 _public = []
 for _family in FAMILIES:

@@ -35,12 +35,14 @@ APPLICATION_ARGUMENTS = (
 _PLAIN_NOTE = "A plain network has no shortcuts, so a dropped block would cut the network."
 
 
-def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
+def stochastic_depth_options(search: bool = True, mode: str = "batch") -> dict[str, Option]:
     """The stochastic-depth options every residual family takes (`STOCHASTIC_DEPTH_DOC`).
 
     Args:
         search: whether a hyper-parameter search tries `drop_path_rate`
             (0, 0.2, 0.5); False for the plain networks, which take only 0.
+        mode: the default `stochastic_depth_mode` (`"sample"` for the
+            timm-era families).
 
     Returns:
         `{option: Option}` in the builders' order.
@@ -51,7 +53,7 @@ def stochastic_depth_options(search: bool = True) -> dict[str, Option]:
         "drop_path_rate": Option(0.0, search=(0.0, 0.2, 0.5), **RATE)
         if search
         else Option(0.0, **{**RATE, "maximum": 0.0, "high_open": False}, note=_PLAIN_NOTE),
-        "stochastic_depth_mode": Option("batch", MODES),
+        "stochastic_depth_mode": Option(mode, MODES),
         "stochastic_depth_scale": Option(None, (None, *SCALES)),
         "stochastic_depth_seed": Option(None, kind=int, minimum=0, optional=True),
     }

@@ -133,6 +133,10 @@ class Row:
         family: overrides the family's label in the docs (`"Plain"`).
         paper: overrides the family's paper.
         aliases: other registered names for the same builder.
+        input_size: the default input size where it is not the spec's
+            (ResNet-RS-50 trains at 160x160; timm's `input_size`).
+        test_input_size: the size it is evaluated at, where larger than
+            `input_size` (timm's `test_input_size`); None: `input_size`.
     """
 
     name: str
@@ -144,6 +148,8 @@ class Row:
     family: str | None = None
     paper: str | None = None
     aliases: tuple[str, ...] = ()
+    input_size: int | None = None
+    test_input_size: int | None = None
 
     def __post_init__(self):
         for name in (self.name, *self.aliases):
@@ -206,7 +212,10 @@ class ModelInfo:
         name: the public builder name (`"ResNet50"`).
         builder: the builder function.
         family: family label used in docs (`"ResNet v1"`).
-        input_size: default square input size (224 or 32).
+        input_size: default square input size (224 or 32; a row's own,
+            e.g. 160 for ResNet-RS-50).
+        test_input_size: the size it is evaluated at (timm's
+            `test_input_size`; `input_size` unless the row says otherwise).
         num_params: exact trainable parameter count with the default
             arguments (no conv bias before BatchNormalization).
         paper: short reference (`"He et al. 2015"`).
@@ -232,6 +241,7 @@ class ModelInfo:
     generic: str | None = None
     arguments: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     architecture: Mapping[str, Option] = dataclasses.field(default_factory=dict)
+    test_input_size: int | None = None
 
     def search_space(self) -> dict[str, list]:
         """`{argument: values}` a hyper-parameter search tries for this model.
@@ -304,6 +314,8 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
             ) from None
     builders = {}
     for row, spec in zip(rows, specs, strict=True):
+        if row.input_size is not None:
+            spec = dataclasses.replace(spec, default_size=row.input_size)
         options = family.options(spec)
         builder = application_builder(
             row.name,
@@ -329,6 +341,7 @@ def register_rows(family: Family, rows: Iterable[Row]) -> dict[str, Callable[...
             generic=family.generic.__name__,
             arguments=dict(row.arguments),
             architecture=family.architecture(spec),
+            test_input_size=row.test_input_size or spec.default_size,
         )
         for name in (row.name, *row.aliases):
             _REGISTRY[name] = dataclasses.replace(info, name=name)

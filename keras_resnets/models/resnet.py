@@ -52,7 +52,8 @@ class ResNetSpec:
         block: `"basic"` or `"bottleneck"`.
         depths: blocks per stage.
         widths: base width per stage (bottleneck output is 4x).
-        stem: `"imagenet"` (7x7/2 + max pool) or `"cifar"` (3x3).
+        stem: `"imagenet"` (7x7/2 + max pool), `"deep"` (ResNet-C: three
+            3x3 convolutions), `"deep_tiered"` (timm's "t") or `"cifar"` (3x3).
         default_size: default input size.
         default_classes: default number of classes.
         shortcut: default shortcut option (`"zero_pad"`, `"projection"`,
@@ -60,7 +61,9 @@ class ResNetSpec:
         residual: False for the plain baselines.
         first_stage: index of the first stage in layer names (ImageNet
             stages are `stage2`..`stage5` as C2..C5; CIFAR `stage1`..`stage3`).
-        stem_width: channels of the stem convolution.
+        stem_width: channels of the stem's first convolution; None: the
+            first stage's width (`"imagenet"`, `"cifar"`) or half of it (the
+            deep stems, whose last convolution is twice as wide).
         cardinality: groups of each bottleneck's 3x3 convolution (ResNeXt;
             1 for ResNet).
         base_width: channels per group at the first stage, for a base width
@@ -69,6 +72,13 @@ class ResNetSpec:
             width of `(w * base_width // 64) * cardinality`, as torchvision.
         unit: the residual unit (`blocks.UNITS`): `"original"` for v1,
             `"full_preactivation"` for the pre-activation networks.
+        stem_pool: the ImageNet stem's reduction, `"max"` (3x3/2 max
+            pool) or `"conv"` (3x3/2 conv + BN + ReLU, ResNet-RS).
+        downsample: `"conv"` or `"avg"` (ResNet-D), see `blocks.shortcuts`.
+        attention: None, `"se"` or `"eca"` at the end of every branch.
+        attention_ratio: the SE reduction ratio (None: 1/16).
+        radix: split-attention radix of the 3x3 convolutions (0: none; ResNeSt).
+        avd: ResNeSt's average-pool downsampling after the 3x3 convolution.
     """
 
     block: str
@@ -80,10 +90,27 @@ class ResNetSpec:
     shortcut: str
     residual: bool = True
     first_stage: int = 2
-    stem_width: int = 64
+    stem_width: int | None = None
     unit: str = "original"
     cardinality: int = 1
     base_width: int = 64
+    stem_pool: str = "max"
+    downsample: str = "conv"
+    attention: str | None = None
+    attention_ratio: float | None = None
+    radix: int = 0
+    avd: bool = False
+
+    @property
+    def imagenet(self) -> bool:
+        """True for the ImageNet-style stems (output stride 4)."""
+        return self.stem != "cifar"
+
+    def stem_widths(self) -> tuple[int, ...]:
+        """Channels of each stem convolution (`blocks.stem_widths`)."""
+        deep = self.stem in ("deep", "deep_tiered")
+        width = self.stem_width or (self.widths[0] // 2 if deep else self.widths[0])
+        return blocks.stem_widths(self.stem, width)
 
     def inner_width(self, width: int) -> int:
         """Channels of the 3x3 convolution of a bottleneck of base width `width`."""
@@ -91,7 +118,7 @@ class ResNetSpec:
 
     @property
     def total_stride(self) -> int:
-        stem_stride = 4 if self.stem == "imagenet" else 1
+        stem_stride = 4 if self.imagenet else 1
         return stem_stride * 2 ** (len(self.depths) - 1)
 
 
@@ -118,6 +145,13 @@ def resnet_spec(
     unit: str = "original",
     cardinality: int = 1,
     base_width: int = 64,
+    stem_width: int | None = None,
+    stem_pool: str = "max",
+    downsample: str = "conv",
+    attention: str | None = None,
+    attention_ratio: float | None = None,
+    radix: int = 0,
+    avd: bool = False,
 ) -> ResNetSpec:
     """The spec of a ResNet from its architecture arguments (see `ResNet`).
 
@@ -130,15 +164,33 @@ def resnet_spec(
         ValueError: naming the argument, for a bad block, stem, depths or widths.
     """
     check_choice("block", block, ("basic", "bottleneck"))
-    check_choice("stem", stem, ("imagenet", "cifar"))
+    check_choice("stem", stem, blocks.STEMS)
     check_choice("unit", unit, blocks.UNITS)
+    check_choice("stem_pool", stem_pool, blocks.STEM_POOLS)
+    check_choice("downsample", downsample, blocks.DOWNSAMPLES)
+    check_choice("attention", attention, blocks.ATTENTIONS)
+    if attention_ratio is not None:
+        attention_ratio = check_number(
+            "attention_ratio", attention_ratio, minimum=0.0, maximum=1.0, low_open=True
+        )
+        if attention != "se":
+            raise ValueError(
+                f"`attention_ratio` is the SE reduction ratio; it needs `attention='se'`, "
+                f"got attention={attention!r}."
+            )
+    if stem == "cifar" and (stem_pool != "max" or stem_width is not None):
+        raise ValueError(
+            "`stem_pool` and `stem_width` belong to the ImageNet-style stems; "
+            f"the CIFAR stem is one 3x3 convolution (got stem_pool={stem_pool!r}, "
+            f"stem_width={stem_width!r})."
+        )
     residual = check_bool("residual", residual)
     depths = _check_sizes("depths", depths)
-    first = 64 if stem == "imagenet" else 16
+    first = 16 if stem == "cifar" else 64
     if widths is None:
         widths = tuple(first * 2**index for index in range(len(depths)))
     widths = _check_sizes("widths", widths, len(depths))
-    imagenet = stem == "imagenet"
+    imagenet = stem != "cifar"
     return ResNetSpec(
         block=block,
         depths=depths,
@@ -149,10 +201,16 @@ def resnet_spec(
         shortcut="zero_pad" if not imagenet and block == "basic" else "projection",
         residual=residual,
         first_stage=2 if imagenet else 1,
-        stem_width=widths[0],
+        stem_width=None if stem_width is None else check_int("stem_width", stem_width, 4),
         unit=unit,
         cardinality=check_int("cardinality", cardinality),
         base_width=check_int("base_width", base_width),
+        stem_pool=stem_pool,
+        downsample=downsample,
+        attention=attention,
+        attention_ratio=attention_ratio,
+        radix=check_int("radix", radix, 0),
+        avd=check_bool("avd", avd),
     )
 
 
@@ -189,6 +247,7 @@ def resnet_body(
     shortcut_variant: str = "identity",
     gate_bias: float = blocks.GATE_BIAS,
     stochastic_depth: list[dict | None] | None = None,
+    zero_init_residual: bool = False,
 ):
     """Return `body(x) -> (features, feature_info)`: the stem and all stages of `spec`.
 
@@ -218,16 +277,25 @@ def resnet_body(
         stride_in_1x1=stride_in_1x1,
         form=form,
         implementation=implementation,
+        downsample=spec.downsample,
+        attention=spec.attention,
+        attention_ratio=spec.attention_ratio,
+        radix=spec.radix,
+        avd=spec.avd,
+        zero_init_residual=zero_init_residual,
     )
     schedule = iter(stochastic_depth or [None] * sum(spec.depths))
     is_preact = config.unit in blocks.PREACT_UNITS
-    imagenet = spec.stem == "imagenet"
+    imagenet = spec.imagenet
 
     def body(x):
-        if imagenet:
-            x = blocks.imagenet_stem(x, spec.stem_width)
+        widths = spec.stem_widths()
+        if spec.stem == "imagenet":
+            x = blocks.imagenet_stem(x, widths[0], pool=spec.stem_pool)
+        elif imagenet:
+            x = blocks.deep_stem(x, widths, pool=spec.stem_pool)
         else:
-            x = blocks.cifar_stem(x, spec.stem_width, activate=not is_preact)
+            x = blocks.cifar_stem(x, widths[0], activate=not is_preact)
         # An activated stem (any ImageNet stem, a post-activation CIFAR stem)
         # feeds the first unit, which then skips its pre-activation.
         stem_activates = imagenet or not is_preact
@@ -257,6 +325,34 @@ def resnet_body(
     return body
 
 
+_FROM_SPEC = object()  # `attention` not given: the spec's (None is a value: no attention)
+
+
+def _with_tricks(spec: ResNetSpec, **tricks) -> ResNetSpec:
+    """`spec` with the options `stem`, `downsample`, `attention` given by the caller.
+
+    A deep stem is built from the spec's `stem_width` (default half the
+    first stage's width), so `ResNet50(stem="deep")` is timm's 32-32-64 stem.
+
+    Raises:
+        ValueError: an ImageNet stem asked of a CIFAR network, or the
+            reverse; SE's `attention_ratio` kept without SE.
+    """
+    if not tricks:
+        return spec
+    stem = tricks.get("stem", spec.stem)
+    if (stem == "cifar") != (spec.stem == "cifar"):
+        raise ValueError(
+            f"`stem`={stem!r} does not fit this network's layout (stem {spec.stem!r}): the "
+            "ImageNet stems (imagenet, deep, deep_tiered) reduce the resolution 4x, the CIFAR "
+            "one keeps it."
+        )
+    spec = dataclasses.replace(spec, **tricks)
+    if spec.attention != "se" and spec.attention_ratio is not None:
+        spec = dataclasses.replace(spec, attention_ratio=None)
+    return spec
+
+
 def _check_pretrained_options(model_name: str, weights: str, **options) -> None:
     """Pretrained weights fit the default layers: refuse options that change them."""
     changed = [f"{key}={value!r}" for key, (value, default) in options.items() if value != default]
@@ -283,19 +379,35 @@ def build_resnet(
     stochastic_depth_seed: int | None = None,
     form: str = "c",
     implementation: str = "auto",
+    stem: str | None = None,
+    downsample: str | None = None,
+    attention=_FROM_SPEC,
+    zero_init_residual: bool = False,
     **application,
 ) -> keras.Model:
     """Build a ResNet (any residual unit), ResNeXt or plain network from its spec.
 
     `application` holds the keras.applications arguments (`build_model`);
     the options are those of `resnet_options` (plus `form` and
-    `implementation` for grouped bottlenecks).
+    `implementation` for grouped bottlenecks). `stem`, `downsample` and
+    `attention` replace the spec's (their defaults).
     """
+    tricks = {"stem": stem, "downsample": downsample}
+    if attention is not _FROM_SPEC:
+        tricks["attention"] = attention
+    spec = _with_tricks(spec, **{key: value for key, value in tricks.items() if value is not None})
+    zero_init_residual = check_bool("zero_init_residual", zero_init_residual)
     shortcut = spec.shortcut if shortcut is None else shortcut
     unit = spec.unit if unit is None else unit
     check_choice("shortcut", shortcut, blocks.SHORTCUTS)
     check_choice("unit", unit, blocks.UNITS)
     check_choice("shortcut_variant", shortcut_variant, blocks.SHORTCUT_VARIANTS)
+    if spec.downsample == "avg" and shortcut == "zero_pad" and spec.block == "basic":
+        raise ValueError(
+            "`downsample='avg'` changes the projection shortcuts; with basic blocks and "
+            "`shortcut='zero_pad'` (option A) this network has none. Use "
+            "shortcut='projection'."
+        )
     schedule = stochastic_depth_schedule(
         sum(spec.depths),
         drop_path_rate,
@@ -320,6 +432,9 @@ def build_resnet(
     weights = application.get("weights")
     pretrained = isinstance(weights, str) and weights in available_weights(model_name)
     if pretrained:
+        from keras_resnets.models.registry import model_info
+
+        info_spec = model_info(model_name).spec
         _check_pretrained_options(
             model_name,
             weights,
@@ -328,6 +443,9 @@ def build_resnet(
             unit=(unit, spec.unit),
             shortcut_variant=(shortcut_variant, "identity"),
             form=(form, "c"),
+            stem=(spec.stem, info_spec.stem),
+            downsample=(spec.downsample, info_spec.downsample),
+            attention=(spec.attention, info_spec.attention),
         )
     # Weights stored in the other nesting (pretrained ones are flat) load
     # through a network of their own layout, copied by name.
@@ -346,6 +464,7 @@ def build_resnet(
             stochastic_depth_seed=stochastic_depth_seed,
             form=form,
             implementation=implementation,
+            zero_init_residual=zero_init_residual,
         ),
         drop_path_rate=drop_path_rate,
         pretrained=pretrained,
@@ -365,6 +484,7 @@ def build_resnet(
             stochastic_depth=schedule,
             form=form,
             implementation=implementation,
+            zero_init_residual=zero_init_residual,
         ),
         spec=spec,
         model_name=model_name,
@@ -387,6 +507,21 @@ _UNIT_DOC = """    unit: the residual unit of He et al. (2016, Figure 4): `"orig
         `"conv_shortcut"` or `"dropout_shortcut"`.
     gate_bias: initial bias of the gate g of the two gating variants
         (default -6).
+"""
+
+_TRICKS_DOC = """    stem: `"imagenet"` (7x7/2 convolution), `"deep"` (ResNet-C: three 3x3
+        convolutions 32-32-64, He et al. 2019) or `"deep_tiered"` (24-32-64,
+        timm's "t"). Default `"{stem}"`.
+    downsample: `"conv"` (a strided 1x1 projection) or `"avg"` (ResNet-D:
+        a 2x2/2 average pool, then a 1x1 projection; He et al. 2019).
+        Default `"{downsample}"`.
+"""
+_ATTENTION_DOC = """    attention: None, `"se"` (Squeeze-and-Excitation, Hu et al. 2018) or
+        `"eca"` (ECA, Wang et al. 2020) at the end of every residual branch.
+        Default {attention!r}.
+    zero_init_residual: start each branch's last BatchNormalization with
+        gamma 0 (He et al. 2019; needs a unit whose branch ends in BN).
+        Default False.
 """
 
 _STRIDE_DOC = """    stride_in_1x1: put each stage's stride on the first 1x1 convolution
@@ -417,7 +552,29 @@ def resnet_options(spec: ResNetSpec) -> dict[str, Option]:
     }
     if spec.block == "bottleneck":
         options["stride_in_1x1"] = Option(False, (False, True), (False, True), kind=bool)
-    return {**options, **stochastic_depth_options(search=residual)}
+    return {**options, **trick_options(spec), **stochastic_depth_options(search=residual)}
+
+
+def trick_options(spec: ResNetSpec) -> dict[str, Option]:
+    """`stem` (ImageNet layouts), `downsample`, `attention`, `zero_init_residual`.
+
+    Their defaults are the spec's: `ResNet50D(downsample="conv")` is
+    ResNet-50 with the deep stem.
+    """
+    options = {}
+    if spec.imagenet:
+        stems = tuple(stem for stem in blocks.STEMS if stem != "cifar")
+        options["stem"] = Option(spec.stem, stems, stems)
+    options["downsample"] = Option(spec.downsample, blocks.DOWNSAMPLES, blocks.DOWNSAMPLES)
+    options["attention"] = Option(spec.attention, blocks.ATTENTIONS, blocks.ATTENTIONS)
+    if "bn" in blocks.ORDERINGS[spec.unit].after_last:
+        options["zero_init_residual"] = Option(False, (False, True), kind=bool)
+    else:
+        options["zero_init_residual"] = Option(False, (False,), note=_ZERO_INIT_NOTE)
+    return options
+
+
+_ZERO_INIT_NOTE = "A pre-activation branch ends in a convolution, not in BatchNormalization."
 
 
 def resnet_options_doc(spec: ResNetSpec) -> str:
@@ -425,7 +582,15 @@ def resnet_options_doc(spec: ResNetSpec) -> str:
     doc = _SHORTCUT_DOC.format(default=spec.shortcut) + _UNIT_DOC.format(default=spec.unit)
     if spec.block == "bottleneck":
         doc += _STRIDE_DOC
-    return doc + (STOCHASTIC_DEPTH_DOC if spec.residual else "")
+    return doc + trick_options_doc(spec) + (STOCHASTIC_DEPTH_DOC if spec.residual else "")
+
+
+def trick_options_doc(spec: ResNetSpec) -> str:
+    """The `Args:` entries of `trick_options(spec)`."""
+    doc = _TRICKS_DOC.format(stem=spec.stem, downsample=spec.downsample)
+    if not spec.imagenet:  # no `stem` option: keep the downsample entry only
+        doc = doc[doc.index("    downsample:") :]
+    return doc + _ATTENTION_DOC.format(attention=spec.attention)
 
 
 def cifar_architecture(spec: ResNetSpec) -> dict[str, Option]:
@@ -511,6 +676,11 @@ def ResNet(
     stem: str = "imagenet",
     *,
     residual: bool = True,
+    stem_width: int | None = None,
+    stem_pool: str = "max",
+    attention_ratio: float | None = None,
+    radix: int = 0,
+    avd: bool = False,
     application: dict,
     **options,
 ) -> keras.Model:
@@ -531,19 +701,36 @@ def ResNet(
         block: `"basic"` (two 3x3 convolutions) or `"bottleneck"`
             (1x1-3x3-1x1).
         stem: `"imagenet"` (7x7/2 conv and 3x3/2 max pool; 224x224 inputs,
-            1000 classes, projection shortcuts, stages named `stage2`...) or
+            1000 classes, projection shortcuts, stages named `stage2`...),
+            `"deep"` / `"deep_tiered"` (three 3x3 convolutions, the bag of
+            tricks' ResNet-C and timm's "t"; otherwise as `"imagenet"`) or
             `"cifar"` (one 3x3 conv; 32x32, 10 classes, option A shortcuts
-            with basic blocks, stages named `stage1`...). The stem is as wide
-            as the first stage.
+            with basic blocks, stages named `stage1`...). The 7x7 and CIFAR
+            stems are as wide as the first stage; the deep stems end twice
+            as wide as `stem_width`.
         include_top, weights, input_tensor, input_shape, pooling,
             classifier_activation: as for `ResNet50`.
         classes: default 1000 (ImageNet stem) or 10 (CIFAR stem).
         name: the model name (default `"resnet{layers}"` or `"plain{layers}"`).
         residual: False builds the plain baseline (no shortcuts).
+        stem_width: channels of the stem's first convolution (default: the
+            first stage's width; half of it for the deep stems, so 32-32-64;
+            ResNeSt-101/200/269 use 64).
+        stem_pool: `"max"` (3x3/2 max pool) or `"conv"` (a 3x3/2 convolution
+            with BN and ReLU in its place, ResNet-RS; Bello et al. 2021).
+        attention_ratio: the SE block's reduction ratio with
+            `attention="se"` (default 1/16; ResNet-RS 0.25).
+        radix: 0, or the split-attention radix of every bottleneck's 3x3
+            convolution (a `SplitAttention` layer; ResNeSt uses 2; Zhang et
+            al. 2020).
+        avd: with `radix`, move each strided bottleneck's stride from the
+            3x3 convolution to a 3x3/2 average pool after it (ResNeSt).
         **options: `shortcut`, `unit`, `shortcut_variant`, `gate_bias`,
-            `stride_in_1x1` (bottlenecks), `drop_path_rate`,
-            `stochastic_depth_mode`, `stochastic_depth_scale`,
-            `stochastic_depth_seed`, as for `ResNet50`.
+            `stride_in_1x1` (bottlenecks), `stem` is the argument above,
+            `downsample`, `attention`, `zero_init_residual`,
+            `drop_path_rate`, `stochastic_depth_mode`,
+            `stochastic_depth_scale`, `stochastic_depth_seed`, as for
+            `ResNet50`.
 
     Returns:
         A functional `keras.Model`.
@@ -556,8 +743,22 @@ def ResNet(
     Example:
         >>> resnet26 = keras_resnets.ResNet(depths=(2, 2, 2, 2), block="bottleneck")
         >>> small = keras_resnets.ResNet((1, 1, 1), widths=(8, 16, 32), stem="cifar")
+        >>> resnet26d = keras_resnets.ResNet(
+        ...     (2, 2, 2, 2), block="bottleneck", stem="deep", downsample="avg")
     """
-    spec = resnet_spec(depths, widths, block, stem, residual=residual)
+    spec = resnet_spec(
+        depths,
+        widths,
+        block,
+        stem,
+        residual=residual,
+        stem_width=stem_width,
+        stem_pool=stem_pool,
+        attention=options.get("attention"),
+        attention_ratio=attention_ratio,
+        radix=radix,
+        avd=avd,
+    )
     layers = (2 if spec.block == "basic" else 3) * sum(spec.depths) + 2
     application["name"] = application["name"] or f"{'resnet' if residual else 'plain'}{layers}"
     options = check_options("ResNet", options, resnet_options(spec))

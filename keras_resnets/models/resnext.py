@@ -30,16 +30,37 @@ from keras_resnets.models.application import (
     with_application_arguments,
 )
 from keras_resnets.models.registry import Family, Option, Row, register_rows
-from keras_resnets.models.resnet import ResNetSpec, build_resnet, resnet_options, resnet_spec
+from keras_resnets.models.resnet import (
+    ResNetSpec,
+    build_resnet,
+    resnet_options,
+    resnet_spec,
+    trick_options,
+    trick_options_doc,
+)
 from keras_resnets.utils import check_choice, check_int
 
 XIE2017 = "Xie et al. 2017"
 WRN2016 = "Zagoruyko & Komodakis 2016"
 
 
-def resnext_spec(depths, cardinality: int, base_width: int, widths=None) -> ResNetSpec:
-    """The spec of an ImageNet ResNeXt (torchvision layout) from its arguments."""
-    return resnet_spec(depths, widths, "bottleneck", cardinality=cardinality, base_width=base_width)
+def resnext_spec(
+    depths, cardinality: int, base_width: int, widths=None, stem: str = "imagenet", **tricks
+) -> ResNetSpec:
+    """The spec of an ImageNet ResNeXt (torchvision layout) from its arguments.
+
+    `stem` and `tricks` (`downsample`, `attention`, ...) are `resnet_spec`'s
+    (SE-ResNeXt is `attention="se"`).
+    """
+    return resnet_spec(
+        depths,
+        widths,
+        "bottleneck",
+        stem,
+        cardinality=cardinality,
+        base_width=base_width,
+        **tricks,
+    )
 
 
 def cifar_resnext_spec(depth: int = 29, cardinality: int = 8, base_width: int = 64) -> ResNetSpec:
@@ -150,13 +171,14 @@ def resnext_options(spec: ResNetSpec) -> dict[str, Option]:
             "projection", ("projection", "all_projection"), ("projection", "all_projection")
         ),
         "stride_in_1x1": Option(False, (False, True), (False, True), kind=bool),
+        **trick_options(spec),
         **stochastic_depth_options(),
     }
 
 
 def _resnext_options_doc(spec: ResNetSpec) -> str:
     doc = _OPTIONS_DOC.format(cardinality=spec.cardinality, base_width=spec.base_width)
-    return doc + STOCHASTIC_DEPTH_DOC
+    return doc + trick_options_doc(spec) + STOCHASTIC_DEPTH_DOC
 
 
 _IMAGENET = (
@@ -245,6 +267,7 @@ def ResNeXt(
             classifier_activation: as for `ResNeXt50`.
         name: the model name (default `"resnext{layers}_{cardinality}x{base_width}d"`).
         **options: `form`, `implementation`, `shortcut`, `stride_in_1x1`,
+            `stem`, `downsample`, `attention`, `zero_init_residual`,
             `drop_path_rate`, `stochastic_depth_mode`, `stochastic_depth_scale`,
             `stochastic_depth_seed` as for `ResNeXt50`; `unit`,
             `shortcut_variant` and `gate_bias` as for `ResNet50` (the
