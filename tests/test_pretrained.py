@@ -16,7 +16,14 @@ import threading
 
 import numpy as np
 import pytest
-from test_torch_weights import MANIFEST, fixture_path, golden, max_error, small_model
+from test_torch_weights import (
+    MANIFEST,
+    fixture_path,
+    golden,
+    max_error,
+    small_model,
+    small_spec,
+)
 
 import keras_resnets
 from keras_resnets.models import registry
@@ -78,7 +85,9 @@ def small_pretrained(monkeypatch):
         return small_model(FIXTURE, model_name=MODEL, **kwargs)
 
     builder.__name__ = MODEL
-    info = registry.ModelInfo(MODEL, builder, "test", MANIFEST["size"], 0, "test")
+    info = registry.ModelInfo(
+        MODEL, builder, "test", MANIFEST["size"], 0, "test", spec=small_spec(FIXTURE)
+    )
     monkeypatch.setitem(registry._REGISTRY, MODEL, info)
 
     def register(tag, url, sha):
