@@ -231,6 +231,12 @@ def test_imagenet_means_torchvision_else_timms_default():
             assert resolved == ("tv_in1k" if has_tv else pretrained._IMAGENET[name])
     with pytest.raises(ValueError, match=r"'imagenet' for ResNeXt101 \(published for Res"):
         pretrained.get_pretrained("ResNeXt101", "imagenet")
+    # A registered alias has its row's weights.
+    alias = pretrained.get_pretrained("ResNeXt50_32x4d", "a1_in1k")
+    assert alias is pretrained.get_pretrained("ResNeXt50", "a1_in1k")
+    assert pretrained.available_weights("ResNeXt50_32x4d") == pretrained.available_weights(
+        "ResNeXt50"
+    )
 
 
 def test_builders_document_their_tags():

@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import tempfile
+import textwrap
 import warnings
 
 import keras
@@ -274,6 +275,14 @@ def _imagenet_tag(model_name: str) -> str | None:
     return tag if (model_name, tag) in _REGISTRY else None
 
 
+def _canonical(model_name: str) -> str:
+    """The row name behind a registered alias (`"ResNeXt50_32x4d"` -> `"ResNeXt50"`)."""
+    from keras_resnets.models import registry
+
+    info = registry._REGISTRY.get(model_name)
+    return info.builder.__name__ if info is not None else model_name
+
+
 def available_weights(model_name: str) -> list[str]:
     """The `weights` tags with a published checkpoint for `model_name`.
 
@@ -284,7 +293,8 @@ def available_weights(model_name: str) -> list[str]:
     lists which).
 
     Args:
-        model_name: a registered builder name.
+        model_name: a registered builder name (an alias such as
+            `"ResNeXt50_32x4d"` has its row's weights).
 
     Returns:
         A sorted list, with `"imagenet"` first where it applies; empty for
@@ -294,23 +304,27 @@ def available_weights(model_name: str) -> list[str]:
         >>> available_weights("ResNet18")
         ['imagenet', 'a1_in1k', 'a2_in1k', 'a3_in1k', 'gluon_in1k', 'tv_in1k']
     """
+    model_name = _canonical(model_name)
     tags = sorted(tag for name, tag in _REGISTRY if name == model_name)
     return (["imagenet"] if _imagenet_tag(model_name) else []) + tags
 
 
 def pretrained_doc(model_name: str) -> str:
-    """The sentence builders' docstrings add to `weights` (empty without weights)."""
+    """The sentences builders' docstrings add to `weights` (empty without weights)."""
     tags = available_weights(model_name)
     if not tags:
         return ""
     imagenet = _imagenet_tag(model_name)
-    alias = f" ('imagenet' is {imagenet!r})" if imagenet else ""
-    return (
-        f" Or a pretrained tag ({', '.join(repr(t) for t in tags)}){alias}:\n"
-        "        ImageNet weights published by timm (torchvision's are `tv_in1k`,\n"
-        "        `tv2_in1k`), downloaded once and converted (see\n"
-        "        docs/pretrained.md); they need 3 input channels."
+    alias = f" (`'imagenet'` is {imagenet!r})" if imagenet else ""
+    text = (
+        f"Or a pretrained tag, one of {', '.join(repr(t) for t in tags)}{alias}: "
+        "ImageNet weights published by timm (torchvision's are 'tv_in1k' and "
+        "'tv2_in1k'), downloaded once and converted, carrying the checkpoint's "
+        "preprocessing in `model.preprocessing` (see docs/pretrained.md); they need 3 "
+        "input channels."
     )
+    lines = textwrap.wrap(text, 70, break_on_hyphens=False)
+    return "".join("\n        " + line for line in lines)
 
 
 def get_pretrained(model_name: str, tag: str) -> PretrainedWeights:
@@ -320,6 +334,7 @@ def get_pretrained(model_name: str, tag: str) -> PretrainedWeights:
         ValueError: no checkpoint is published for that model and tag; the
             message lists the tags that are.
     """
+    model_name = _canonical(model_name)
     resolved = _imagenet_tag(model_name) if tag == "imagenet" else tag
     entry = _REGISTRY.get((model_name, resolved))
     if entry is None:
