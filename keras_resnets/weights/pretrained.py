@@ -596,7 +596,7 @@ def _origin(tag: str) -> str:
         return _ORIGINS[kind]
     if kind[0] in "abcd" and kind[1:] in ("1", "1h", "2", "3", "1k", "2k", ""):
         return _RSB
-    return "timm"
+    return "timm's own training"
 
 
 for _row in _ROWS:
@@ -638,7 +638,7 @@ def pretrained_table() -> str:
         )
         lines.append(
             f"| {entry.model_name} | `{entry.tag}`{imagenet} | {accuracy[0]} | {accuracy[1]} "
-            f"| {spec['input_size']} ({entry.train_size}) | {spec['crop_pct']:g} "
+            f"| {spec['input_size']} ({entry.train_size}) | {spec['crop_pct']!r} "
             f"| {spec['interpolation']} | [{entry.url.split('/')[4]}]"
             f"(https://huggingface.co/{'/'.join(entry.url.split('/')[3:5])}): {entry.origin} "
             f"| {f'`{entry.sha256}`' if entry.sha256 else 'not recorded'} |"
