@@ -40,12 +40,11 @@ def golden(name: str) -> dict[str, np.ndarray]:
         return dict(data)
 
 
-def small_model(name: str, model_name: str = "SmallResNet", **kwargs) -> keras.Model:
-    """The fixture's architecture through the public builders' code path."""
+def small_spec(name: str):
+    """The fixture's architecture as the family's spec (`DenseNetSpec` or `ResNetSpec`)."""
     config = MANIFEST["models"][name]
-    kwargs.setdefault("classifier_activation", None)
     if config["family"] == "densenet":
-        spec = DenseNetSpec(
+        return DenseNetSpec(
             block_sizes=tuple(config["block_config"]),
             growth_rate=config["growth_rate"],
             stem_width=config["num_init_features"],
@@ -56,9 +55,8 @@ def small_model(name: str, model_name: str = "SmallResNet", **kwargs) -> keras.M
             default_classes=MANIFEST["classes"],
             bottleneck_width=config["bn_size"],
         )
-        return build_densenet(spec, model_name=model_name, **kwargs)
     width = config["width"]
-    spec = ResNetSpec(
+    return ResNetSpec(
         block=config["block"],
         depths=tuple(config["depths"]),
         widths=tuple(width * 2**i for i in range(4)),
@@ -70,7 +68,14 @@ def small_model(name: str, model_name: str = "SmallResNet", **kwargs) -> keras.M
         cardinality=config.get("groups", 1),
         base_width=config.get("width_per_group", 64),
     )
-    return build_resnet(spec, model_name=model_name, **kwargs)
+
+
+def small_model(name: str, model_name: str = "SmallResNet", **kwargs) -> keras.Model:
+    """The fixture's architecture through the public builders' code path."""
+    kwargs.setdefault("classifier_activation", None)
+    spec = small_spec(name)
+    build = build_densenet if isinstance(spec, DenseNetSpec) else build_resnet
+    return build(spec, model_name=model_name, **kwargs)
 
 
 def max_error(model: keras.Model, x: np.ndarray, expected: np.ndarray) -> float:

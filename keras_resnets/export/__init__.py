@@ -14,7 +14,8 @@ The served `probabilities` are the model's own outputs; the export adds a
 softmax only when told the model returns logits (`outputs="logits"`).
 
 The package: `checks` (argument checks; `model_preprocessing`, the
-normalisation a `keras_resnets.Network` records), `decode` (`decode_image`),
+normalisation a `keras_resnets.Network` records, and `model_evaluation`, the
+size and crop its pretrained checkpoint records), `decode` (`decode_image`),
 `serving` (the graph, a `keras.export.ExportArchive` with the three
 signatures, and the warmup file); this module writes the version directory.
 TensorFlow is imported inside the functions only: `import keras_resnets`
@@ -40,6 +41,7 @@ from keras_resnets.export.checks import (
     _model_preprocessing_or_error,
     _resolve_preprocessing,
     _resolve_size,
+    model_evaluation,
     model_preprocessing,
 )
 from keras_resnets.export.decode import decode_image
@@ -60,6 +62,7 @@ __all__ = [
     "decode_image",
     "export_saved_model",
     "list_versions",
+    "model_evaluation",
     "model_preprocessing",
     "temporary_patterns",
 ]
@@ -168,8 +171,10 @@ def export_saved_model(
             the export adds `probabilities = softmax(logits)`. Top-k ranks
             the probabilities.
         input_size: the height and width images are resized to (int or
-            pair). Default: the model's input size; required when the model
-            takes any size.
+            pair). Default: the model's input size; for a model of any size,
+            the evaluation size of its pretrained checkpoint when
+            `preprocessing` is the model's own (`model_evaluation(model)`),
+            else required.
         top_k: how many top classes to return (at most the number of classes).
         class_names: one name per class (a list, or the path of a text file
             with one name per line); adds `top_k_classes` and
@@ -177,8 +182,11 @@ def export_saved_model(
         crop_fraction: ImageNet-style evaluation: resize the shorter side
             to `input_size / crop_fraction` keeping the aspect ratio, then
             take the central `input_size` crop (0.875: "resize 256, crop
-            224", as the trainer evaluates). None (default): resize to
-            `input_size` directly.
+            224", as the trainer evaluates). None (default): the crop of the
+            model's pretrained checkpoint when `preprocessing` is the
+            model's own and the model carries one (`model_evaluation(model)`:
+            0.875 for torchvision's weights, 1.0 for `a1_in1k`...), else
+            resize to `input_size` directly.
         overwrite: replace an existing version instead of raising.
         warmup: write `assets.extra/tf_serving_warmup_requests` (needs the
             `tensorflow-serving-api` package: `pip install keras_resnets[serving]`).
@@ -213,9 +221,16 @@ def export_saved_model(
             f"`outputs` must be one of {', '.join(repr(o) for o in OUTPUTS)} (what the model "
             f"returns), got {outputs!r}."
         )
+    evaluation = None
     if preprocessing is None:
         preprocessing = _model_preprocessing_or_error(model)
+        evaluation = model_evaluation(model)  # the pretrained checkpoint's own size and crop
     spec = _resolve_preprocessing(preprocessing, channels)
+    if evaluation is not None:
+        if input_size is None and None in tuple(model.input_shape[1:3]):
+            input_size = evaluation["input_size"]
+        if crop_fraction is None:
+            crop_fraction = evaluation["crop_pct"]
     size = _resolve_size(model, input_size)
     check_int("top_k", top_k, minimum=1)
     top_k = min(top_k, classes)

@@ -16,7 +16,7 @@ import keras
 from keras_resnets.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_resnets.utils import is_int, is_number
 
-__all__ = ["OUTPUTS", "PREPROCESSING", "model_preprocessing"]
+__all__ = ["OUTPUTS", "PREPROCESSING", "model_evaluation", "model_preprocessing"]
 
 # Each mode maps pixel values p in [0, 255] to (p * scale - mean) / std.
 PREPROCESSING: dict[str, dict[str, object]] = {
@@ -111,6 +111,30 @@ def model_preprocessing(model: keras.Model) -> dict | None:
     if network is None or network.preprocessing is None:
         return None
     return {key: network.preprocessing[key] for key in ("scale", "mean", "std")}
+
+
+def model_evaluation(model: keras.Model) -> dict | None:
+    """The evaluation size and crop a model's pretrained checkpoint carries, or None.
+
+    Pretrained weights (`weights="a1_in1k"`...) record how the checkpoint
+    is evaluated next to its normalisation (`model.preprocessing`, see
+    `model_preprocessing`): `"input_size"` and `"crop_pct"`. The export uses
+    them when `crop_fraction` (and, for a model of any input size,
+    `input_size`) is not given.
+
+    Returns:
+        `{"input_size": int, "crop_pct": float}`, or None when the model
+        carries no such keys (a trained model, a model without weights).
+
+    Example:
+        >>> model_evaluation(keras_resnets.CifarResNet(8)) is None
+        True
+    """
+    network = _network_on_raw_input(model)
+    carried = None if network is None else network.preprocessing
+    if not carried or not {"input_size", "crop_pct"} <= set(carried):
+        return None
+    return {"input_size": int(carried["input_size"]), "crop_pct": float(carried["crop_pct"])}
 
 
 def _network_on_raw_input(model: keras.Model):
