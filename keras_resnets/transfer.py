@@ -203,9 +203,9 @@ def freeze(model: keras.Model, until: str = "stage4", freeze_batchnorm: bool = T
         model: a model built by keras_resnets, or one wrapping it as a layer.
         until: `"stem"`, a stage name (`"stage4"`: stem, stages 2-4 frozen,
             stage 5 trainable), or `"all"` (the whole backbone: every layer
-            of the network with a feature-map output, including a
-            pre-activation network's final BN-ReLU; not the pooling and
-            classifier).
+            that computes the feature map the head pools, including a
+            pre-activation network's final BN-ReLU and the attention
+            blocks' pooled paths; not the pooling and classifier).
         freeze_batchnorm: also freeze the BatchNormalization layers of the
             frozen part. False leaves them trainable (their scale and offset
             learn, and their statistics follow the new data), including the
@@ -226,11 +226,11 @@ def freeze(model: keras.Model, until: str = "stage4", freeze_batchnorm: bool = T
     recorded = [entry["name"] for entry in network.feature_info]
     available = [name for name in recorded if name != STEM]
     if until == "all":
-        frozen = {
-            id(layer)
-            for layer in network.layers
-            if not isinstance(layer, keras.layers.InputLayer) and len(_output(layer).shape) == 4
-        }
+        # Everything that computes the feature map(s) the head reads: layers
+        # with 2-D or 3-D outputs inside the backbone (ECA's Conv1D, SE's
+        # squeeze) included, the head excluded.
+        outputs = keras.tree.flatten(network.outputs)
+        frozen = _ancestors(_features(network) if len(outputs) == 1 else outputs)
     elif isinstance(until, str) and until in recorded:
         frozen = _ancestors(_output(network.get_layer(_entry(network, until)["layer"])))
     else:
