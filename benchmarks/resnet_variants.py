@@ -4,8 +4,10 @@ Models (float32, `jit_compile=False`, a fixed random batch at `--size`):
 ResNet-50, ResNet-50-D (deep stem + average-pool shortcut), SE-ResNet-50
 (Squeeze-and-Excitation in every unit) and ResNeSt-50 (split attention of
 radix 2, average-pool downsampling, ResNet-D's stem and shortcut). For each:
-trainable parameters, inference images/s (`model(x, training=False)`) and
-training images/s (`train_on_batch`, SGD momentum 0.9), timed interleaved
+trainable parameters, inference images/s and
+training images/s (`train_on_batch`, SGD momentum 0.9), both through
+Keras's compiled step functions (`predict_on_batch`, `train_on_batch`: one
+graph call, not op-by-op eager dispatch), timed interleaved
 (A, B, C, D, A, ...) after `--warmup` untimed calls, medians of `--steps`,
 and the ratio to ResNet-50.
 
@@ -13,9 +15,13 @@ Then where the attention blocks' time goes (`--blocks`, default on): at each
 stage's shape of ResNet-50 at `--size` (56x56x256 ... 7x7x2048 at 224), the
 forward time of one plain bottleneck unit, of the SE block alone, and of the
 3x3 stage of a ResNeSt unit (the `SplitAttention` layer) against the plain
-3x3 convolution + BN + ReLU it replaces, with the multiply-adds of each (the
-SE block's are under 0.1% of the unit's; its time is the global pooling and
-the rescaling of the whole feature map, which read and write every value).
+3x3 convolution + BN + ReLU it replaces. The SE block's multiply-adds are
+under 0.1% of a unit's; its time is the global pooling and the rescaling of
+the whole feature map, which read and write every value. SplitAttention's
+grouped convolution has the plain one's multiply-adds (radix 2: two groups,
+each reading half the channels and writing the full width) but writes twice
+the channels, which its BN and ReLU then read, plus the radix sum, the
+attention's pooling, two 1x1 convolutions, softmax and weighted sum.
 
     python benchmarks/resnet_variants.py                  # batch 8, 5 steps, 224
     python benchmarks/resnet_variants.py --batch 16 --steps 9 --no-blocks
@@ -53,7 +59,7 @@ def models_table(args) -> list[str]:
         name: _compile(getattr(keras_resnets, name)(input_shape=(args.size, args.size, 3)))
         for name in MODELS
     }
-    infer = {name: (lambda m=m: m(x, training=False)) for name, m in models.items()}
+    infer = {name: (lambda m=m: m.predict_on_batch(x)) for name, m in models.items()}
     train = {name: (lambda m=m: m.train_on_batch(x, y)) for name, m in models.items()}
     inference = interleaved(infer, args.steps, args.warmup)
     training = interleaved(train, args.steps, args.warmup)
@@ -77,42 +83,42 @@ def _block(fn, shape):
     return keras.Model(inputs, fn(inputs))
 
 
-def _macs_3x3(size, width, radix=1) -> int:
-    return size * size * 9 * width * width * radix  # a (grouped) 3x3 convolution
+def _stage_ms(args, size: int, channels: int, width: int) -> dict:
+    """Milliseconds per call of a unit, SE, a plain 3x3 stage and SplitAttention at a shape."""
+    x = np.random.default_rng(0).random((args.batch, size, size, channels), np.float32)
+    inner = np.random.default_rng(1).random((args.batch, size, size, width), np.float32)
+    unit = _block(lambda t: blocks.bottleneck_block(t, width, strides=1, name="u"), x.shape[1:])
+    se = _block(lambda t: blocks.squeeze_excite(t, name="s"), x.shape[1:])
+
+    def plain3x3(t):
+        t = blocks.conv(t, width, 3, name="c")
+        return blocks.relu(blocks.batch_norm(t, name="b"), name="r")
+
+    plain = _block(plain3x3, inner.shape[1:])
+    split = _block(lambda t: SplitAttention(width, 3, radix=2)(t), inner.shape[1:])
+    calls = {
+        "unit": lambda: unit.predict_on_batch(x),
+        "se": lambda: se.predict_on_batch(x),
+        "plain": lambda: plain.predict_on_batch(inner),
+        "split": lambda: split.predict_on_batch(inner),
+    }
+    return {k: 1000 * v for k, v in interleaved(calls, args.steps, args.warmup).items()}
 
 
 def blocks_table(args) -> list[str]:
     scale = args.size / 224
     lines = [
         "| stage shape | unit ms | SE ms | SE / unit | 3x3+BN+ReLU ms | SplitAttention ms "
-        "| split / plain | MACs split / plain |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| split / plain |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for size, channels, width in STAGES:
         size = max(1, round(size * scale))
-        x = np.random.default_rng(0).random((args.batch, size, size, channels), np.float32)
-        inner = np.random.default_rng(1).random((args.batch, size, size, width), np.float32)
-        unit = _block(lambda t: blocks.bottleneck_block(t, width, strides=1, name="u"), x.shape[1:])
-        se = _block(lambda t: blocks.squeeze_excite(t, name="s"), x.shape[1:])
-
-        def plain3x3(t, width=width):
-            t = blocks.conv(t, width, 3, name="c")
-            return blocks.relu(blocks.batch_norm(t, name="b"), name="r")
-
-        plain = _block(plain3x3, inner.shape[1:])
-        split = _block(lambda t, w=width: SplitAttention(w, 3, radix=2)(t), inner.shape[1:])
-        calls = {
-            "unit": lambda: unit(x, training=False),
-            "se": lambda: se(x, training=False),
-            "plain": lambda: plain(inner, training=False),
-            "split": lambda: split(inner, training=False),
-        }
-        ms = {k: 1000 * v for k, v in interleaved(calls, args.steps, args.warmup).items()}
-        macs = _macs_3x3(size, width, radix=2) / _macs_3x3(size, width)
+        ms = _stage_ms(args, size, channels, width)
         lines.append(
             f"| {size}x{size}x{channels} | {ms['unit']:.1f} | {ms['se']:.2f} "
             f"| {ms['se'] / ms['unit']:.2f} | {ms['plain']:.2f} | {ms['split']:.2f} "
-            f"| {ms['split'] / ms['plain']:.2f} | {macs:.1f} |"
+            f"| {ms['split'] / ms['plain']:.2f} |"
         )
     return lines
 
