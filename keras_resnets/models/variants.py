@@ -187,25 +187,32 @@ _RS = (
     "shortcuts and a Squeeze-and-Excitation block (reduction 4) in every unit; trains at "
     "{size}x{size} and is evaluated at {test}x{test} (timm's `resnetrs{layers}`)."
 )
-RESNET_RS_ROWS = tuple(
-    _row(
+
+
+def _rs(layers: int, depths, num_params: int, size: int, test: int) -> Row:
+    stages = "-".join(map(str, depths))
+    summary = _RS.format(layers=layers, depths=stages, size=size, test=test)
+    arguments = {**RS, **BOTTLENECK}
+    return _row(
         f"ResNetRS{layers}",
         depths,
-        {**RS, **BOTTLENECK},
-        count,
+        arguments,
+        num_params,
         f"ResNet-RS-{layers}",
-        _RS.format(layers=layers, depths="-".join(map(str, depths)), size=size, test=test),
+        summary,
         (size, test),
     )
-    for layers, depths, count, size, test in (
-        (50, (3, 4, 6, 3), 35_691_912, 160, 224),
-        (101, (3, 4, 23, 3), 63_618_696, 192, 288),
-        (152, (3, 8, 36, 3), 86_621_576, 256, 320),
-        (200, (3, 24, 36, 3), 93_209_992, 256, 320),
-        (270, (4, 29, 53, 4), 129_861_448, 256, 352),
-        (350, (4, 36, 72, 4), 163_956_168, 288, 384),
-        (420, (4, 44, 87, 4), 191_891_656, 320, 416),
-    )
+
+
+# Each row: layers, blocks per stage, timm's count, train and test sizes.
+RESNET_RS_ROWS = (
+    _rs(50, (3, 4, 6, 3), 35_691_912, 160, 224),
+    _rs(101, (3, 4, 23, 3), 63_618_696, 192, 288),
+    _rs(152, (3, 8, 36, 3), 86_621_576, 256, 320),
+    _rs(200, (3, 24, 36, 3), 93_209_992, 256, 320),
+    _rs(270, (4, 29, 53, 4), 129_861_448, 256, 352),
+    _rs(350, (4, 36, 72, 4), 163_956_168, 288, 384),
+    _rs(420, (4, 44, 87, 4), 191_891_656, 320, 416),
 )
 
 _RESNEST = (
@@ -214,29 +221,29 @@ _RESNEST = (
     "3x3/2 average pool where the stage downsamples; the deep stem ({stem}) and "
     "average-pool projection shortcuts; timm's `{timm}`."
 )
-RESNEST_ROWS = tuple(
-    _row(
-        f"ResNeSt{layers}",
-        depths,
-        {**RESNEST, **BOTTLENECK, **({"stem_width": 64} if stem == 64 else {})},
-        count,
-        f"ResNeSt-{layers}",
-        _RESNEST.format(
-            layers=layers,
-            depths="-".join(map(str, depths)),
-            stem=f"{stem}-{stem}-{2 * stem}",
-            timm=f"resnest{layers}{'d' if stem == 32 else 'e'}",
-        ),
-        (size, None),
+
+
+def _resnest(layers: int, depths, stem: int, num_params: int, size: int) -> Row:
+    """ResNeSt-`layers`: timm's "d" model with a 32-wide deep stem, its "e" model with 64."""
+    summary = _RESNEST.format(
+        layers=layers,
+        depths="-".join(map(str, depths)),
+        stem=f"{stem}-{stem}-{2 * stem}",
+        timm=f"resnest{layers}{'d' if stem == 32 else 'e'}",
     )
-    for layers, depths, stem, count, size in (
-        (14, (1, 1, 1, 1), 32, 10_611_688, 224),
-        (26, (2, 2, 2, 2), 32, 17_069_448, 224),
-        (50, (3, 4, 6, 3), 32, 27_483_240, 224),
-        (101, (3, 4, 23, 3), 64, 48_275_016, 256),
-        (200, (3, 24, 36, 3), 64, 70_201_544, 320),
-        (269, (3, 30, 48, 8), 64, 110_929_480, 416),
-    )
+    arguments = {**RESNEST, **BOTTLENECK, **({"stem_width": stem} if stem != 32 else {})}
+    title = f"ResNeSt-{layers}"
+    return _row(f"ResNeSt{layers}", depths, arguments, num_params, title, summary, (size, None))
+
+
+# Each row: layers, blocks per stage, deep-stem width, timm's count, input size.
+RESNEST_ROWS = (
+    _resnest(14, (1, 1, 1, 1), 32, 10_611_688, 224),
+    _resnest(26, (2, 2, 2, 2), 32, 17_069_448, 224),
+    _resnest(50, (3, 4, 6, 3), 32, 27_483_240, 224),
+    _resnest(101, (3, 4, 23, 3), 64, 48_275_016, 256),
+    _resnest(200, (3, 24, 36, 3), 64, 70_201_544, 320),
+    _resnest(269, (3, 30, 48, 8), 64, 110_929_480, 416),
 )
 
 BUILDERS = {
