@@ -253,8 +253,9 @@ def build_model(
         classes: as in `keras.applications`; None: `spec.default_classes`.
         name: the Keras model name; None: `model_name.lower()`.
         weights: None, a `.weights.h5`/`.keras` path, or a pretrained tag
-            (`"imagenet"`, `"tv_in1k"`, `"tv2_in1k"`) published for
-            `model_name` (see `keras_resnets.weights.pretrained`).
+            published for `model_name` (`"imagenet"`, torchvision's
+            `"tv_in1k"`, timm's `"a1_in1k"`, ...: `available_weights(model_name)`;
+            see `keras_resnets.weights.pretrained`).
 
     Returns:
         A `Network` (functional `keras.Model`) carrying the body's `feature_info`.
