@@ -205,6 +205,16 @@ def test_rows_keep_timms_input_sizes():
             r"`radix`=2 \(split attention, ResNeSt\) replaces the 3x3 convolution of a bottleneck",
         ),
         (
+            lambda: keras_resnets.ResNet50D(weights="ra2_in1k", stem="imagenet"),
+            ValueError,
+            r"`weights='ra2_in1k'` are for ResNet50D with its default options; stem='imagenet'",
+        ),
+        (
+            lambda: keras_resnets.SEResNeXt50_32x4d(weights="racm_in1k", attention=None),
+            ValueError,
+            "attention=None changes its layers",
+        ),
+        (
             lambda: keras_resnets.ResNet((1,), stem="deep", stem_width=2),
             ValueError,
             "`stem_width`",
