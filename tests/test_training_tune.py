@@ -53,3 +53,18 @@ def test_bad_arguments():
         tune.tune("digits_resnet20", output_dir="x", tuner="random")
     with pytest.raises(ValueError, match="`max_trials` must be a positive integer"):
         tune.tune("digits_resnet20", output_dir="x", max_trials=0)
+
+
+def test_none_among_strings_is_searched_and_given_back_as_none():
+    """keras-tuner's Choice takes one type; `attention` (None, "se", "eca") still searches."""
+    import keras_tuner as kt
+
+    from training.tune import NONE_CHOICE, _choice, search_space
+
+    assert search_space("ResNet20")["attention"] == [None, "se", "eca"]
+    hp = kt.HyperParameters()
+    assert _choice(hp, "attention", [None, "se", "eca"]) is None  # the default: the first
+    assert hp.get("attention") == NONE_CHOICE
+    hp.values["attention"] = "se"
+    assert _choice(hp, "attention", [None, "se", "eca"]) == "se"
+    assert _choice(hp, "depth", [8, 14]) == 8

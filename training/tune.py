@@ -77,6 +77,19 @@ def search_space(model_name: str) -> dict[str, list]:
     return _model_info(model_name).search_space()
 
 
+# keras-tuner's `Choice` holds values of one type: None among strings (`attention`:
+# None, "se", "eca") is searched as this string and given back to the builder as None.
+NONE_CHOICE = "none"
+
+
+def _choice(hp, option: str, values: list):
+    """`hp.Choice(option, values)`, with None searched as `NONE_CHOICE` where values mix types."""
+    if None in values and len(values) > 1:
+        value = hp.Choice(option, [NONE_CHOICE if v is None else v for v in values])
+        return None if value == NONE_CHOICE else value
+    return hp.Choice(option, values)
+
+
 def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
     import keras
 
@@ -96,7 +109,7 @@ def _make_hypermodel(cfg: dict, source, space: dict, steps_per_epoch: int):
                 "name": cfg["model"]["name"],
                 "options": dict(cfg["model"]["options"]),
             }
-            choices = {option: hp.Choice(option, values) for option, values in space.items()}
+            choices = {option: _choice(hp, option, values) for option, values in space.items()}
             if set(choices) & set(architecture):
                 # An architecture choice builds the generic builder from the row.
                 trial["model"] = {
