@@ -16,11 +16,14 @@ GitHub):
 
     <!-- docs-test: needs-network expect="Could not prepare TFDS data set" -->
     <!-- docs-test: needs-server expect="Connection refused" -->
+    <!-- docs-test: needs-file expect="does not exist" -->
 
 The page runs with the network cut (HTTP(S) proxies pointing at a closed
 local port, a fresh HOME and KERAS_HOME, so nothing cached helps); a block
-marked `needs-network` or `needs-server` must fail there, and its output must
-contain `expect`: the error a user without the network or the server sees.
+marked `needs-network`, `needs-server` or `needs-file` (a file the user
+downloads first, such as a checkpoint) must fail there, and its output must
+contain `expect`: the error a user without the network, the server or the
+file sees.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ NOT_RUNNABLE = {
     "text": "output or a diagram, not a command",
     "yaml": "a recipe or config fragment, not a command",
 }
-DIRECTIVES = {"needs-network", "needs-server"}
+DIRECTIVES = {"needs-network", "needs-server", "needs-file"}
 
 #: Lines of shell blocks that the harness does not run as written, and why.
 #: Each is replaced by what it stands for (or by a check of its claim).
