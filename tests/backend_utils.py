@@ -134,4 +134,23 @@ def stochastic_depth_families() -> dict:
         "Wide ResNet": lambda **kw: keras_resnets.WideResNet(
             depth=10, width=1, dropout_rate=0.3, **kw
         ),
-    }
+        # The timm-era families are the ResNet body with block ideas: two rows
+        # combine them (`COVERED_BY` says which row stands for which family).
+        "SE-ResNeXt": lambda **kw: keras_resnets.ResNeXt(
+            (1, 1), cardinality=2, base_width=16, widths=(8, 16), stem="deep_tiered",
+            downsample="avg", attention="se", **kw,
+        ),
+        "ResNeSt": lambda **kw: keras_resnets.ResNet(
+            (1, 1), widths=(4, 8), block="bottleneck", stem="deep", stem_width=4,
+            stem_pool="conv", downsample="avg", radix=2, avd=True, attention="eca", **kw,
+        ),
+    }  # fmt: skip
+
+
+#: Families whose block ideas a row of `stochastic_depth_families` combines.
+COVERED_BY = {
+    "ResNet-D/T": "SE-ResNeXt",
+    "SE-ResNet": "SE-ResNeXt",
+    "ResNet-RS": "ResNeSt",
+    "ECA-ResNet": "ResNeSt",
+}

@@ -6,6 +6,9 @@
 - `check_forward`: a forward pass gives one probability row per image.
 - `check_keras_round_trip`: `.keras` save and load predict exactly the same.
 - `randomise_batchnorm`: non-trivial BN statistics and affine weights.
+- `smallest_of_each_kind()`: the registry's smallest row of each kind (same
+  generic builder, family and block): what depth-independent structural
+  checks build, since a larger row of a kind repeats its layers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,26 @@ def registry_param(name: str):
     """`name` as a pytest parameter, marked slow for the registry's largest models."""
     marks = [pytest.mark.slow] if model_info(name).slow else []
     return pytest.param(name, marks=marks, id=name)
+
+
+def _kind(name: str) -> tuple:
+    info = model_info(name)
+    return (info.generic, info.family, getattr(info.spec, "block", None))
+
+
+def smallest_of_each_kind() -> list[str]:
+    """The smallest registered row of each (generic builder, family, block), sorted."""
+    from keras_resnets import list_models
+
+    smallest: dict[tuple, str] = {}
+    for name in list_models():
+        kind = _kind(name)
+        if (
+            kind not in smallest
+            or model_info(name).num_params < model_info(smallest[kind]).num_params
+        ):
+            smallest[kind] = name
+    return sorted(smallest.values())
 
 
 def check_reference_count(built_model, name: str, reference: dict[str, int]) -> None:

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 from backend_utils import CASES
-from model_checks import registry_param
+from model_checks import registry_param, smallest_of_each_kind
 from training_helpers import trainer_env
 
 import keras_resnets
@@ -216,17 +216,8 @@ def test_every_registered_model_records_its_stages_and_the_helpers_work(name, tm
         check_round_trip(model, tmp_path / f"{name}.keras", size)
 
 
-def _kind(name: str) -> tuple:
-    info = model_info(name)
-    return (info.generic, info.family, getattr(info.spec, "block", None))
-
-
 #: The smallest row of each kind: the rows whose `.keras` round trip is checked.
-_ROUND_TRIP_ROWS = {
-    min(rows, key=lambda n: model_info(n).num_params)
-    for kind in {_kind(n) for n in keras_resnets.list_models()}
-    for rows in [[n for n in keras_resnets.list_models() if _kind(n) == kind]]
-}
+_ROUND_TRIP_ROWS = set(smallest_of_each_kind())
 
 
 @pytest.mark.parametrize("config", sorted(SMALL))

@@ -460,7 +460,7 @@ def test_imagenet_bottleneck_network_gates_every_block():
 def test_the_multibackend_fit_test_covers_every_family_with_drop_path_rate():
     """`backend_utils.stochastic_depth_families` has a row for each registry family that
     takes `drop_path_rate` (its smallest model builds with it); the others refuse it."""
-    from backend_utils import stochastic_depth_families
+    from backend_utils import COVERED_BY, stochastic_depth_families
 
     from keras_resnets.models.registry import model_info
 
@@ -480,4 +480,6 @@ def test_the_multibackend_fit_test_covers_every_family_with_drop_path_rate():
             assert "drop_path_rate" in str(error), (name, error)
         else:
             takes.add(family)
-    assert takes == set(stochastic_depth_families())
+    rows = set(stochastic_depth_families())
+    assert takes == rows | set(COVERED_BY)
+    assert set(COVERED_BY.values()) <= rows
