@@ -215,6 +215,16 @@ def test_rows_keep_timms_input_sizes():
             "attention=None changes its layers",
         ),
         (
+            lambda: keras_resnets.ResNet((1,), block="bottleneck", avd=True),
+            ValueError,
+            r"`avd=True` \(ResNeSt's average downsampling\).*needs `radix` >= 1, got radix=0",
+        ),
+        (
+            lambda: keras_resnets.ResNeSt14(stride_in_1x1=True),
+            ValueError,
+            "`avd=True` pools after the 3x3 convolution.*got avd=True, stride_in_1x1=True",
+        ),
+        (
             lambda: keras_resnets.ResNet((1,), stem="deep", stem_width=2),
             ValueError,
             "`stem_width`",

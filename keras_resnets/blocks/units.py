@@ -89,7 +89,8 @@ class UnitConfig:
         radix: 0 for a plain 3x3 convolution in a bottleneck; >= 1 makes it
             a `SplitAttention` layer of that radix (ResNeSt).
         avd: ResNeSt's "average downsampling": the 3x3 convolution keeps
-            stride 1 and a 3x3/2 average pool follows it (`{name}_avd`).
+            stride 1 and a 3x3/2 average pool follows it (`{name}_avd`);
+            needs `radix` >= 1 and `stride_in_1x1=False`.
         zero_init_residual: the branch's last BatchNormalization starts
             with gamma 0, so each unit starts as its shortcut (He et al.
             2019; Goyal et al. 2017); needs a unit whose branch ends in BN.
@@ -138,6 +139,18 @@ class UnitConfig:
                 f"`radix`={self.radix} (split attention, ResNeSt) replaces the 3x3 convolution "
                 "of a bottleneck with `unit='original'`; got "
                 f"block={self.block!r}, unit={self.unit!r}."
+            )
+        if self.avd and not self.radix:
+            raise ValueError(
+                "`avd=True` (ResNeSt's average downsampling) moves the stride of the "
+                "split-attention 3x3 convolution to an average pool; it needs `radix` >= 1, "
+                f"got radix={self.radix!r}."
+            )
+        if self.avd and self.stride_in_1x1:
+            raise ValueError(
+                "`avd=True` pools after the 3x3 convolution in place of its stride; "
+                "`stride_in_1x1=True` puts the stride on the first 1x1 instead. Use one of "
+                "them, got avd=True, stride_in_1x1=True."
             )
         if self.zero_init_residual and self.separate_paths:
             raise ValueError(

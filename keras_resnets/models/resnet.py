@@ -754,7 +754,8 @@ def ResNet(
             convolution (a `SplitAttention` layer; ResNeSt uses 2; Zhang et
             al. 2020).
         avd: with `radix`, move each strided bottleneck's stride from the
-            3x3 convolution to a 3x3/2 average pool after it (ResNeSt).
+            3x3 convolution to a 3x3/2 average pool after it (ResNeSt); a
+            ValueError without `radix` or with `stride_in_1x1=True`.
         **options: `shortcut`, `unit`, `shortcut_variant`, `gate_bias`,
             `stride_in_1x1` (bottlenecks), `stem` is the argument above,
             `downsample`, `attention`, `zero_init_residual`,
