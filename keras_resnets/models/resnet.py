@@ -370,10 +370,12 @@ def _check_pretrained_options(model_name: str, weights: str, **options) -> None:
     """Pretrained weights fit the default layers: refuse options that change them."""
     changed = [f"{key}={value!r}" for key, (value, default) in options.items() if value != default]
     if changed:
+        form = options.get("form", ("c", "c"))[0] != "c"
+        hint = " (for ResNeXt forms 'a'/'b', then copy them with `copy_form_weights`)" * form
         raise ValueError(
             f"`weights={weights!r}` are for {model_name} with its default options; "
             f"{', '.join(changed)} changes its layers. Build the default model with the "
-            "weights (for ResNeXt forms 'a'/'b', then copy them with `copy_form_weights`)."
+            f"weights{hint}."
         )
 
 
@@ -525,7 +527,7 @@ _UNIT_DOC = """    unit: the residual unit of He et al. (2016, Figure 4): `"orig
 """
 
 _TRICKS_DOC = """    stem: `"imagenet"` (7x7/2 convolution), `"deep"` (ResNet-C: three 3x3
-        convolutions 32-32-64, He et al. 2019) or `"deep_tiered"` (24-32-64,
+        convolutions {deep}, He et al. 2019) or `"deep_tiered"` ({tiered},
         timm's "t"). Default `"{stem}"`.
     downsample: `"conv"` (a strided 1x1 projection) or `"avg"` (ResNet-D:
         a 2x2/2 average pool, then a 1x1 projection; He et al. 2019).
@@ -617,7 +619,9 @@ def resnet_options_doc(spec: ResNetSpec) -> str:
 
 def trick_options_doc(spec: ResNetSpec) -> str:
     """The `Args:` entries of `trick_options(spec)`."""
-    doc = _TRICKS_DOC.format(stem=spec.stem, downsample=spec.downsample)
+    width = spec.stem_width or spec.widths[0] // 2  # the deep stems' base width
+    deep, tiered = ("-".join(map(str, blocks.stem_widths(s, width))) for s in blocks.STEMS[1:3])
+    doc = _TRICKS_DOC.format(stem=spec.stem, downsample=spec.downsample, deep=deep, tiered=tiered)
     if not spec.imagenet:  # no `stem` option: keep the downsample entry only
         doc = doc[doc.index("    downsample:") :]
     return doc + _ATTENTION_DOC.format(attention=spec.attention)
