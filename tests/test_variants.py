@@ -222,7 +222,7 @@ def test_rows_keep_timms_input_sizes():
         (
             lambda: keras_resnets.ResNeSt14(stride_in_1x1=True),
             ValueError,
-            "`avd=True` pools after the 3x3 convolution.*got avd=True, stride_in_1x1=True",
+            "`stride_in_1x1`.*allowed values are False. ResNeSt's avd pool takes the stride",
         ),
         (
             lambda: keras_resnets.ResNet((1,), stem="deep", stem_width=2),

@@ -570,9 +570,14 @@ def resnet_options(spec: ResNetSpec) -> dict[str, Option]:
         else Option("identity", ("identity",), note=_PLAIN_VARIANT_NOTE),
         "gate_bias": Option(blocks.GATE_BIAS, kind=float),
     }
-    if spec.block == "bottleneck":
+    if spec.block == "bottleneck" and spec.avd:
+        options["stride_in_1x1"] = Option(False, (False,), note=_AVD_STRIDE_NOTE)
+    elif spec.block == "bottleneck":
         options["stride_in_1x1"] = Option(False, (False, True), (False, True), kind=bool)
     return {**options, **trick_options(spec), **stochastic_depth_options(search=residual)}
+
+
+_AVD_STRIDE_NOTE = "ResNeSt's avd pool takes the stride after the 3x3 convolution."
 
 
 def trick_options(spec: ResNetSpec) -> dict[str, Option]:
