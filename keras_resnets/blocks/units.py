@@ -24,6 +24,7 @@ from keras_resnets.blocks.attention import ATTENTIONS, channel_attention
 from keras_resnets.blocks.conv_bn import batch_norm, conv, relu
 from keras_resnets.blocks.resnext import FORMS, path_branch
 from keras_resnets.layers.grouped_conv import IMPLEMENTATIONS
+from keras_resnets.layers.split_attention import SplitAttention
 from keras_resnets.utils import check_choice, check_fraction
 
 
@@ -55,6 +56,8 @@ ORDERINGS = {
 }
 UNITS = tuple(ORDERINGS)
 PREACT_UNITS = tuple(unit for unit, order in ORDERINGS.items() if order.before)
+# The units whose branch ends in BatchNormalization: those `zero_init_residual` takes.
+BN_LAST_UNITS = tuple(unit for unit, order in ORDERINGS.items() if "bn" in order.after_last)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +131,11 @@ class UnitConfig:
         check_fraction("dropout_rate", self.dropout_rate, low=0.0, high=1.0)
         check_choice("downsample", self.downsample, shortcuts.DOWNSAMPLES)
         check_choice("attention", self.attention, ATTENTIONS)
-        if self.zero_init_residual and "bn" not in ORDERINGS[self.unit].after_last:
+        if self.zero_init_residual and self.unit not in BN_LAST_UNITS:
             raise ValueError(
                 f"`zero_init_residual=True` zeroes the last BatchNormalization of each branch; "
                 f"`unit`={self.unit!r} ends its branch without one. Use a unit whose branch "
-                f"ends in BN ({', '.join(repr(u) for u in UNITS if 'bn' in ORDERINGS[u].after_last)})."
+                f"ends in BN ({', '.join(repr(u) for u in BN_LAST_UNITS)})."
             )
         if self.radix and (self.block != "bottleneck" or self.unit != "original"):
             raise ValueError(
@@ -199,8 +202,6 @@ def _split_attention(x, channels: int, strides: int, groups: int, *, config, nam
     (zero padding 1, counted in the mean: torch's `AvgPool2d(3, 2, 1)`)
     reduces the resolution after it.
     """
-    from keras_resnets.layers.split_attention import SplitAttention
-
     pooled = config.avd and strides > 1
     x = SplitAttention(
         channels,

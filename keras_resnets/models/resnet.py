@@ -600,7 +600,7 @@ def trick_options(spec: ResNetSpec) -> dict[str, Option]:
     options["attention"] = Option(spec.attention, blocks.ATTENTIONS, blocks.ATTENTIONS)
     if not spec.residual:
         options["zero_init_residual"] = Option(False, (False,), note=_PLAIN_TRICKS_NOTE)
-    elif "bn" in blocks.ORDERINGS[spec.unit].after_last:
+    elif spec.unit in blocks.units.BN_LAST_UNITS:
         options["zero_init_residual"] = Option(False, (False, True), kind=bool)
     else:
         options["zero_init_residual"] = Option(False, (False,), note=_ZERO_INIT_NOTE)
